@@ -1,0 +1,79 @@
+// Package trackstore defines the storage interface that the tracking engine
+// keeps its records in, the errors every backend reports, and a conformance
+// suite (see the trackstoretest package) that each backend must pass.
+//
+// The interface is deliberately the intersection of what memcached offers
+// and what an in-process map can do cheaply: get with a version token,
+// add-if-absent, compare-and-swap and delete, each with a TTL. That is
+// enough for the engine's optimistic read-modify-write updates. Backends
+// live in their own subpackages (memstore, memcachestore), so that
+// importing trackstore or tracking pulls in no client library.
+package trackstore
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// Sentinel errors. Backends wrap them (test with errors.Is) and may add
+// detail; the engine decides on retries and fail-open behaviour from them.
+var (
+	// ErrNotFound: no item under the key (never written, deleted, expired
+	// or evicted).
+	ErrNotFound = errors.New("trackstore: not found")
+	// ErrConflict: a compare-and-swap lost; the item changed (or vanished)
+	// since it was read. Re-read and retry.
+	ErrConflict = errors.New("trackstore: version conflict")
+	// ErrExists: Add found an item already under the key.
+	ErrExists = errors.New("trackstore: already exists")
+	// ErrTooLarge: the value exceeds the backend's item size limit.
+	ErrTooLarge = errors.New("trackstore: value too large")
+	// ErrUnavailable: the backend could not be reached or did not answer
+	// in time. The outcome of a write that failed this way is unknown.
+	ErrUnavailable = errors.New("trackstore: store unavailable")
+	// ErrCorrupt: bytes under a key could not be decoded (foreign, damaged
+	// or from an unknown format version). Reported by decoders above the
+	// store, never a panic.
+	ErrCorrupt = errors.New("trackstore: corrupt record")
+	// ErrInvalidKey: the key breaks the backend's key rules. Callers
+	// derive keys with a backend-safe function rather than pass raw IDs.
+	ErrInvalidKey = errors.New("trackstore: invalid key")
+)
+
+// Version is an opaque compare-and-swap token returned by Get. Zero is
+// never a valid version.
+type Version uint64
+
+// Item is one stored value with the version it was read at.
+type Item struct {
+	Key     string
+	Value   []byte
+	Version Version
+}
+
+// Store is a key-value store with compare-and-swap. Implementations must be
+// safe for concurrent use. Every method honours ctx: when it is done the
+// call returns an error wrapping both ErrUnavailable and ctx.Err().
+//
+// A TTL of zero means "no expiry"; a negative TTL is an error. Backends may
+// round TTLs up to their granularity (memcached: whole seconds).
+type Store interface {
+	// Get returns the item under key, or ErrNotFound.
+	Get(ctx context.Context, key string) (Item, error)
+	// GetMulti returns the items found among keys; missing keys are simply
+	// absent from the map (no error).
+	GetMulti(ctx context.Context, keys []string) (map[string]Item, error)
+	// Add stores value under key only if nothing is there; otherwise it
+	// returns ErrExists.
+	Add(ctx context.Context, key string, value []byte, ttl time.Duration) error
+	// CompareAndSwap replaces the item if its version is still
+	// item.Version; otherwise ErrConflict (or ErrNotFound if it is gone).
+	CompareAndSwap(ctx context.Context, item Item, ttl time.Duration) error
+	// Set stores value under key unconditionally.
+	Set(ctx context.Context, key string, value []byte, ttl time.Duration) error
+	// Delete removes the item; ErrNotFound if there was none.
+	Delete(ctx context.Context, key string) error
+	// MaxValueSize is the largest value the backend accepts, in bytes.
+	MaxValueSize() int
+}
