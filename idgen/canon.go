@@ -106,14 +106,14 @@ func isWSP(c byte) bool { return c == ' ' || c == '\t' }
 func hashInput(messageID, date string) (mid, d string, err error) {
 	mid, err = Canonical(messageID)
 	if err != nil {
-		return "", "", fmt.Errorf("Message-ID: %w", err)
+		return "", "", fmt.Errorf("%w (Message-ID field)", err)
 	}
 	if mid == "" {
 		return "", "", ErrNoMessageID
 	}
 	d, err = Canonical(date)
 	if err != nil {
-		return "", "", fmt.Errorf("Date: %w", err)
+		return "", "", fmt.Errorf("%w (Date field)", err)
 	}
 	return mid, d, nil
 }
@@ -154,7 +154,7 @@ func sha1Secret(mid, date string, general []byte) mtrk.Secret {
 func DeriveEnvelopeID(messageID string) (string, error) {
 	mid, err := Canonical(messageID)
 	if err != nil {
-		return "", fmt.Errorf("Message-ID: %w", err)
+		return "", fmt.Errorf("%w (Message-ID field)", err)
 	}
 	if mid == "" {
 		return "", ErrNoMessageID
