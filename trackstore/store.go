@@ -2,12 +2,31 @@
 // keeps its records in, the errors every backend reports, and a conformance
 // suite (see the trackstoretest package) that each backend must pass.
 //
+// A record holds what an MTA must keep for RFC 3885 message tracking: the
+// certifier of the MAIL FROM MTRK parameter (RFC 3885 section 3) for as
+// long as its timeout asks, and the per-recipient fields that an RFC 3886
+// message/tracking-status report (section 3) is built from. Every MTA of a
+// deployment must see the same record, updated by many processes at once,
+// which is why the interface is compare-and-swap.
+//
 // The interface is deliberately the intersection of what memcached offers
 // and what an in-process map can do cheaply: get with a version token,
 // add-if-absent, compare-and-swap and delete, each with a TTL. That is
 // enough for the engine's optimistic read-modify-write updates. Backends
-// live in their own subpackages (memstore, memcachestore), so that
+// live in their own subpackages (memstore, memcachestore, sealed), so that
 // importing trackstore or tracking pulls in no client library.
+//
+// # Keys
+//
+// Every backend enforces the same key rule (CheckKey: 1 to 250 bytes of
+// printable ASCII without space), memcached's rule narrowed to ASCII.
+// Tracking IDs may hold any bytes, so callers derive keys with SafeKey.
+//
+// # Errors
+//
+// Backends report conditions through the sentinels below, wrapped with
+// detail (test with errors.Is). ErrUnavailable is the only ambiguous one:
+// after it, a write may or may not have happened.
 package trackstore
 
 import (
@@ -56,8 +75,13 @@ type Item struct {
 // safe for concurrent use. Every method honours ctx: when it is done the
 // call returns an error wrapping both ErrUnavailable and ctx.Err().
 //
-// A TTL of zero means "no expiry"; a negative TTL is an error. Backends may
-// round TTLs up to their granularity (memcached: whole seconds).
+// A TTL of zero means "no expiry"; a negative TTL is an error wrapping
+// ErrInvalidTTL. Backends may round TTLs up to their granularity
+// (memcached: whole seconds). Every write (Add, Set, CompareAndSwap) gives
+// the item a new version, even when the bytes are unchanged. A key that
+// breaks CheckKey gives ErrInvalidKey, and a value longer than MaxValueSize
+// ErrTooLarge, before anything is stored. Values are copied: a caller may
+// reuse its buffers after a call returns.
 type Store interface {
 	// Get returns the item under key, or ErrNotFound.
 	Get(ctx context.Context, key string) (Item, error)
