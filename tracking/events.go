@@ -1,0 +1,663 @@
+package tracking
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/msgtrack/msgtrack/mtrk"
+)
+
+// Ref names one MTA's copy of a tracked message: the certifier (the
+// record's key) and the MTA's own queue identifier of the message. Every
+// event carries one; an event changes only recipients whose current owner
+// is this MTA (Options.ReportingMTA) and this QueueID.
+type Ref struct {
+	Certifier mtrk.Certifier
+	QueueID   string
+}
+
+// AcceptedRecipient is one recipient of an accepted message.
+type AcceptedRecipient struct {
+	// Address is the RCPT TO address at this hop.
+	Address string
+	// Original is the ORCPT (RFC 3461) or the address before an earlier
+	// expansion; empty when the same as Address.
+	Original string
+}
+
+// Accept describes a message this MTA accepted (end of DATA).
+type Accept struct {
+	Ref
+	// EventID makes the call idempotent; a spool replay passes the same.
+	EventID string
+	// EnvelopeID is the DSN ENVID (or one generated, trackinggenerate).
+	EnvelopeID string
+	// Sender is the MAIL FROM address.
+	Sender     string
+	Recipients []AcceptedRecipient
+	// Timeout is the tracking timeout, already clamped (mtrk.Limits);
+	// zero means mtrk.DefaultLimits.Default.
+	Timeout time.Duration
+	// HoldUntil is the FUTURERELEASE release time; zero for none.
+	HoldUntil time.Time
+	// Internal is true when the message came from another MTA of the
+	// deployment over a channel marked trackinginternal. Only then does
+	// the engine merge into an existing record as a further hop.
+	Internal bool
+	// Arrival is the acceptance time; zero means now.
+	Arrival time.Time
+}
+
+// Outcome is one recipient's result of a delivery attempt.
+type Outcome struct {
+	Recipient string
+	// Status is the RFC 3463 code; empty means a default per event
+	// (2.0.0 delivered and transferred, 2.1.9 relayed, 4.0.0 delayed,
+	// 5.0.0 failed).
+	Status     string
+	RemoteMTA  string
+	Diagnostic string
+	// NextAttempt and WillRetryUntil are for Delayed.
+	NextAttempt    time.Time
+	WillRetryUntil time.Time
+}
+
+// Child is one address produced by an alias or list expansion.
+type Child struct {
+	Address string
+	// Tracked is true when the alias policy (trackingmultiple, single,
+	// first) gave this child the certifier. List members never are.
+	Tracked bool
+}
+
+// Claim is BeginDelivery's answer for one recipient.
+type Claim int
+
+// Claims.
+const (
+	// ClaimUnknown: the store has no state for this recipient of this
+	// queue (never written, evicted, store unreachable with fail-open,
+	// or owned by another queue). The queue decides from its own spool:
+	// deliver unless the spool says recalled.
+	ClaimUnknown Claim = iota
+	// ClaimProceed: the recipient is now claimed for delivery by this
+	// queue; a recall will report it in progress.
+	ClaimProceed
+	// ClaimRecalled: a recall claimed the recipient first. Do not
+	// deliver; remove it from the spool durably, then call Recalled.
+	ClaimRecalled
+	// ClaimDone: the record already shows a final outcome (a replay).
+	ClaimDone
+	// ClaimDefer: the store is unreachable and Options.FailClosed is
+	// set. Do not deliver now; try again later.
+	ClaimDefer
+)
+
+// String returns the claim's name.
+func (c Claim) String() string {
+	switch c {
+	case ClaimUnknown:
+		return "unknown"
+	case ClaimProceed:
+		return "proceed"
+	case ClaimRecalled:
+		return "recalled"
+	case ClaimDone:
+		return "done"
+	case ClaimDefer:
+		return "defer"
+	}
+	return fmt.Sprintf("Claim(%d)", int(c))
+}
+
+// Disposition is what a successful dequeue from a channel means, the
+// channel options trackinginternal (default), trackingrelayed and
+// trackingdelivered.
+type Disposition int
+
+// Dispositions.
+const (
+	DispositionInternal Disposition = iota
+	DispositionRelayed
+	DispositionDelivered
+)
+
+func (e *Engine) owner() string { return e.opts.ReportingMTA }
+
+func (e *Engine) failed(event, id string, cert []byte, err error) error {
+	if err == nil {
+		return nil
+	}
+	e.c.failures.Add(1)
+	e.log.Warn("tracking: event not recorded", "event", event, "event_id", id, "mt", mtrk.Certifier(cert).String(), "err", err)
+	return err
+}
+
+func groupByShard(addrs []string) map[int][]int {
+	g := make(map[int][]int)
+	for i, a := range addrs {
+		n := ShardOf(a)
+		g[n] = append(g[n], i)
+	}
+	return g
+}
+
+// Accepted records a message this MTA accepted, with its recipients, hold
+// and timeout. The record's expiry is max(now, HoldUntil) + Timeout.
+//
+// With no record under the certifier, it creates one. With one, it adds
+// this MTA as a further hop and takes ownership of the listed recipients
+// only when a.Internal is true (or when the record already lists this
+// MTA and queue: a replay). Otherwise it writes nothing and returns
+// ErrForeignRecord; the MTA should carry on with the message untracked.
+func (e *Engine) Accepted(ctx context.Context, a Accept) error {
+	e.c.events.Add(1)
+	cert := []byte(a.Certifier)
+	now := e.now()
+	arrival := a.Arrival
+	if arrival.IsZero() {
+		arrival = now
+	}
+	timeout := a.Timeout
+	if timeout <= 0 {
+		timeout = mtrk.DefaultLimits.Default
+	}
+	base := now
+	if a.HoldUntil.After(base) {
+		base = a.HoldUntil
+	}
+	exp := base.Add(timeout).Unix()
+	addrs := make([]string, len(a.Recipients))
+	var mask uint32
+	for i, r := range a.Recipients {
+		addrs[i] = r.Address
+		mask |= 1 << ShardOf(r.Address)
+	}
+	hop := wireHop{MTA: e.owner(), Queue: a.QueueID, Arrival: arrival.Unix(), Internal: a.Internal}
+	var foreign bool
+	var hopIndex int
+	held := a.HoldUntil.After(now)
+	headOp := &op{eventID: a.EventID, apply: func(d doc, exists bool) bool {
+		h := d.(*wireHead)
+		foreign = false
+		if !exists {
+			h.EnvID, h.Timeout, h.Expires = a.EnvelopeID, int64(timeout/time.Second), exp
+			h.Sender, h.Arrival, h.MTA = a.Sender, arrival.Unix(), e.owner()
+			h.HoldUntil, h.Held = unixOf(a.HoldUntil), held
+			h.Hops = []wireHop{hop}
+			h.ShardMask = mask
+			hopIndex = 0
+			return true
+		}
+		hopIndex = -1
+		for i, hp := range h.Hops {
+			if hp.MTA == hop.MTA && hp.Queue == hop.Queue {
+				hopIndex = i
+			}
+		}
+		if hopIndex < 0 {
+			if !a.Internal {
+				foreign = true
+				return false
+			}
+			h.Hops = append(h.Hops, hop)
+			hopIndex = len(h.Hops) - 1
+		}
+		h.ShardMask |= mask
+		if exp > h.Expires {
+			h.Expires = exp
+		}
+		if held && unixOf(a.HoldUntil) > h.HoldUntil {
+			h.HoldUntil, h.Held = unixOf(a.HoldUntil), true
+		}
+		if h.EnvID == "" {
+			h.EnvID = a.EnvelopeID
+		}
+		return true
+	}}
+	if err := e.submit(ctx, HeadKey(cert), headKind(cert), headOp); err != nil {
+		return e.failed("accepted", a.EventID, cert, err)
+	}
+	if foreign {
+		e.log.Warn("tracking: external arrival for an existing record; not merged", "event_id", a.EventID, "mt", a.Certifier.String(), "queue", a.QueueID)
+		return ErrForeignRecord
+	}
+	var errs []error
+	for n, idx := range groupByShard(addrs) {
+		o := &op{eventID: a.EventID, apply: func(d doc, exists bool) bool {
+			s := d.(*wireShard)
+			changed := false
+			if s.Expires < exp {
+				s.Expires, changed = exp, true
+			}
+			for _, i := range idx {
+				r := a.Recipients[i]
+				j := s.find(r.Address)
+				if j < 0 {
+					s.Rcpts = append(s.Rcpts, wireRcpt{Orig: r.Original, Final: r.Address, Action: StateQueued, OwnerMTA: e.owner(), Queue: a.QueueID, Hop: hopIndex})
+					changed = true
+					continue
+				}
+				w := &s.Rcpts[j]
+				if w.OwnerMTA == e.owner() && w.Queue == a.QueueID {
+					continue // replay
+				}
+				if !a.Internal {
+					continue // never take over another queue's recipient from outside
+				}
+				state := StateQueued
+				if w.RecallReq != 0 {
+					state = StateRecalling
+				}
+				if w.Orig == "" {
+					w.Orig = r.Original
+				}
+				w.Action, w.Status, w.RemoteMTA, w.Internal, w.NextAttempt = state, "", "", false, 0
+				w.OwnerMTA, w.Queue, w.Hop = e.owner(), a.QueueID, hopIndex
+				changed = true
+			}
+			return changed
+		}}
+		if err := e.submit(ctx, ShardKey(cert, n), shardKind(cert, n), o); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	e.debug(DebugEvents, "tracking: accepted", "event_id", a.EventID, "mt", a.Certifier.String(), "recipients", len(addrs), "hop", hopIndex)
+	return e.failed("accepted", a.EventID, cert, errors.Join(errs...))
+}
+
+// rcptFunc changes one recipient owned by the event's queue and reports
+// whether it did.
+type rcptFunc func(r *wireRcpt, o Outcome, now int64) bool
+
+// update applies fn to each listed recipient owned by ref.
+func (e *Engine) update(ctx context.Context, event string, ref Ref, eventID string, outs []Outcome, fn rcptFunc) error {
+	e.c.events.Add(1)
+	cert := []byte(ref.Certifier)
+	addrs := make([]string, len(outs))
+	for i, o := range outs {
+		addrs[i] = o.Recipient
+	}
+	now := e.now().Unix()
+	var errs []error
+	touched := false
+	for n, idx := range groupByShard(addrs) {
+		matched := false
+		o := &op{eventID: eventID, apply: func(d doc, exists bool) bool {
+			matched = false
+			if !exists {
+				return false
+			}
+			s := d.(*wireShard)
+			changed := false
+			for _, i := range idx {
+				j := s.find(outs[i].Recipient)
+				if j < 0 {
+					continue
+				}
+				r := &s.Rcpts[j]
+				if r.OwnerMTA != e.owner() || r.Queue != ref.QueueID {
+					continue
+				}
+				matched = true
+				if fn(r, outs[i], now) {
+					changed = true
+				}
+			}
+			return changed
+		}}
+		if err := e.submit(ctx, ShardKey(cert, n), shardKind(cert, n), o); err != nil {
+			errs = append(errs, err)
+		}
+		touched = touched || matched || o.dup
+	}
+	if len(errs) == 0 && !touched {
+		e.c.untracked.Add(1)
+		e.debug(DebugEvents, "tracking: event for untracked recipients", "event", event, "event_id", eventID, "mt", ref.Certifier.String())
+	} else {
+		e.debug(DebugEvents, "tracking: "+event, "event_id", eventID, "mt", ref.Certifier.String(), "recipients", len(outs))
+	}
+	return e.failed(event, eventID, cert, errors.Join(errs...))
+}
+
+func orDefault(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}
+
+// outcomeFunc returns a transition to a final action.
+func (e *Engine) outcomeFunc(a Action, defStatus string, internal bool) rcptFunc {
+	return func(r *wireRcpt, o Outcome, now int64) bool {
+		if r.Action.final() && r.Action != StateRecalled {
+			return false // the first final outcome wins; replays change nothing
+		}
+		if r.Action == StateRecalled {
+			e.log.Warn("tracking: outcome reported for a recalled recipient; recording the outcome", "action", string(a), "recipient", r.Final)
+		}
+		r.Action, r.Status, r.RemoteMTA, r.Diag = a, orDefault(o.Status, defStatus), o.RemoteMTA, o.Diagnostic
+		r.LastAttempt, r.NextAttempt, r.Internal = now, 0, internal
+		return true
+	}
+}
+
+// Delivered records final delivery of the listed recipients
+// (Action delivered).
+func (e *Engine) Delivered(ctx context.Context, ref Ref, eventID string, outs ...Outcome) error {
+	return e.update(ctx, "delivered", ref, eventID, outs, e.outcomeFunc(ActionDelivered, "2.0.0", false))
+}
+
+// Failed records permanent failure (Action failed).
+func (e *Engine) Failed(ctx context.Context, ref Ref, eventID string, outs ...Outcome) error {
+	return e.update(ctx, "failed", ref, eventID, outs, e.outcomeFunc(ActionFailed, "5.0.0", false))
+}
+
+// Relayed records transfer to a next hop that does not offer MTRK:
+// tracking ends here (Action relayed, default status 2.1.9, "message
+// relayed to non-compliant mailer", RFC 3886 section 4).
+func (e *Engine) Relayed(ctx context.Context, ref Ref, eventID string, outs ...Outcome) error {
+	return e.update(ctx, "relayed", ref, eventID, outs, e.outcomeFunc(ActionRelayed, "2.1.9", false))
+}
+
+// Transferred records transfer to a next hop that accepted MTRK
+// (Action transferred; Outcome.RemoteMTA is where to ask next). internal
+// is true when the channel is trackinginternal: the next hop shares the
+// store and will take the recipients over with its own Accepted, so a
+// recall can still reach them. Otherwise they left the deployment.
+func (e *Engine) Transferred(ctx context.Context, ref Ref, eventID string, internal bool, outs ...Outcome) error {
+	return e.update(ctx, "transferred", ref, eventID, outs, e.outcomeFunc(ActionTransferred, "2.0.0", internal))
+}
+
+// Dequeued records a successful dequeue according to the channel's
+// disposition (trackinginternal, trackingrelayed, trackingdelivered) and
+// whether the next hop took MTRK: internal or relayed with MTRK is
+// Transferred (internal or not); without MTRK it is Relayed; delivered is
+// Delivered.
+func (e *Engine) Dequeued(ctx context.Context, ref Ref, eventID string, disp Disposition, nextHopMTRK bool, outs ...Outcome) error {
+	switch {
+	case disp == DispositionDelivered:
+		return e.Delivered(ctx, ref, eventID, outs...)
+	case nextHopMTRK:
+		return e.Transferred(ctx, ref, eventID, disp == DispositionInternal, outs...)
+	default:
+		return e.Relayed(ctx, ref, eventID, outs...)
+	}
+}
+
+// Delayed records a failed attempt that will be retried (Action
+// delayed): the recipient is queued again and claimable.
+func (e *Engine) Delayed(ctx context.Context, ref Ref, eventID string, outs ...Outcome) error {
+	return e.update(ctx, "delayed", ref, eventID, outs, func(r *wireRcpt, o Outcome, now int64) bool {
+		if r.Action != StateQueued && r.Action != StateDelivering && r.Action != ActionDelayed {
+			return false
+		}
+		r.Action, r.Status, r.RemoteMTA, r.Diag = ActionDelayed, orDefault(o.Status, "4.0.0"), o.RemoteMTA, o.Diagnostic
+		r.LastAttempt, r.NextAttempt, r.RetryUntil = now, unixOf(o.NextAttempt), unixOf(o.WillRetryUntil)
+		return true
+	})
+}
+
+// Recalled is the queue's confirmation that it removed the recipients
+// durably after a recall claimed them (BeginDelivery said ClaimRecalled,
+// or PendingRecall listed them). It marks them recalled; recipients with
+// a final delivery outcome are left alone.
+func (e *Engine) Recalled(ctx context.Context, ref Ref, eventID string, recipients ...string) error {
+	outs := make([]Outcome, len(recipients))
+	for i, r := range recipients {
+		outs[i] = Outcome{Recipient: r}
+	}
+	return e.update(ctx, "recalled", ref, eventID, outs, markRecalled)
+}
+
+func markRecalled(r *wireRcpt, _ Outcome, now int64) bool {
+	if r.Action == StateRecalled || (r.Action.final()) {
+		return false
+	}
+	r.Action, r.Status, r.Diag = StateRecalled, "5.0.0", "recalled by the sender"
+	if r.RecallReq == 0 {
+		r.RecallReq = now
+	}
+	return true
+}
+
+// BeginDelivery claims recipients for a delivery attempt, by
+// compare-and-swap, queued to delivering. Call it before every attempt and
+// obey the answer per recipient (claims[i] is for recipients[i]); see
+// Claim. A recipient already delivering for this queue is claimed again
+// (an attempt after a crash).
+//
+// On a store failure it returns the error with ClaimUnknown for the
+// recipients concerned (fail-open) or ClaimDefer (FailClosed).
+func (e *Engine) BeginDelivery(ctx context.Context, ref Ref, recipients []string) ([]Claim, error) {
+	e.c.events.Add(1)
+	cert := []byte(ref.Certifier)
+	claims := make([]Claim, len(recipients))
+	now := e.now().Unix()
+	var errs []error
+	for n, idx := range groupByShard(recipients) {
+		o := &op{apply: func(d doc, exists bool) bool {
+			for _, i := range idx {
+				claims[i] = ClaimUnknown
+			}
+			if !exists {
+				return false
+			}
+			s := d.(*wireShard)
+			changed := false
+			for _, i := range idx {
+				j := s.find(recipients[i])
+				if j < 0 {
+					continue
+				}
+				r := &s.Rcpts[j]
+				if r.OwnerMTA != e.owner() || r.Queue != ref.QueueID {
+					continue
+				}
+				switch {
+				case r.Action.claimable():
+					r.Action, r.LastAttempt = StateDelivering, now
+					claims[i], changed = ClaimProceed, true
+				case r.Action == StateDelivering:
+					claims[i] = ClaimProceed
+				case r.Action == StateRecalling || r.Action == StateRecalled:
+					claims[i] = ClaimRecalled
+				default:
+					claims[i] = ClaimDone
+				}
+			}
+			return changed
+		}}
+		if err := e.submit(ctx, ShardKey(cert, n), shardKind(cert, n), o); err != nil {
+			errs = append(errs, err)
+			for _, i := range idx {
+				if e.opts.FailClosed {
+					claims[i] = ClaimDefer
+				} else {
+					claims[i] = ClaimUnknown
+				}
+			}
+		}
+	}
+	e.debug(DebugEvents, "tracking: begin delivery", "mt", ref.Certifier.String(), "queue", ref.QueueID, "recipients", len(recipients))
+	return claims, e.failed("begin-delivery", "", cert, errors.Join(errs...))
+}
+
+// Held records that the message is held until until (FUTURERELEASE, or
+// an administrator's hold). The record's expiry is extended to cover the
+// hold plus the tracking timeout.
+func (e *Engine) Held(ctx context.Context, ref Ref, eventID string, until time.Time) error {
+	return e.holdEvent(ctx, "held", ref, eventID, true, until)
+}
+
+// Released records the end of a hold.
+func (e *Engine) Released(ctx context.Context, ref Ref, eventID string) error {
+	return e.holdEvent(ctx, "released", ref, eventID, false, time.Time{})
+}
+
+func (e *Engine) holdEvent(ctx context.Context, event string, ref Ref, eventID string, hold bool, until time.Time) error {
+	e.c.events.Add(1)
+	cert := []byte(ref.Certifier)
+	var mask uint32
+	var exp int64
+	ours := false
+	o := &op{eventID: eventID, apply: func(d doc, exists bool) bool {
+		ours = false
+		if !exists {
+			return false
+		}
+		h := d.(*wireHead)
+		for _, hp := range h.Hops {
+			if hp.MTA == e.owner() && hp.Queue == ref.QueueID {
+				ours = true
+			}
+		}
+		if !ours {
+			return false
+		}
+		mask = h.ShardMask
+		if !hold {
+			exp = 0
+			if !h.Held {
+				return false
+			}
+			h.Held = false
+			return true
+		}
+		h.Held, h.HoldUntil = true, unixOf(until)
+		if x := until.Unix() + h.Timeout; x > h.Expires {
+			h.Expires = x
+		}
+		exp = h.Expires
+		return true
+	}}
+	if err := e.submit(ctx, HeadKey(cert), headKind(cert), o); err != nil {
+		return e.failed(event, eventID, cert, err)
+	}
+	if !ours {
+		e.c.untracked.Add(1)
+		return nil
+	}
+	var errs []error
+	if exp != 0 {
+		for n := 0; n < ShardCount; n++ {
+			if mask&(1<<n) == 0 {
+				continue
+			}
+			so := &op{eventID: eventID, apply: func(d doc, exists bool) bool {
+				s := d.(*wireShard)
+				if !exists || s.Expires >= exp {
+					return false
+				}
+				s.Expires = exp
+				return true
+			}}
+			if err := e.submit(ctx, ShardKey(cert, n), shardKind(cert, n), so); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	e.debug(DebugEvents, "tracking: "+event, "event_id", eventID, "mt", ref.Certifier.String())
+	return e.failed(event, eventID, cert, errors.Join(errs...))
+}
+
+// Expanded records that parent was expanded into children (an alias, or a
+// mailing list when list is true). The parent's action becomes expanded
+// and lists every child. Children the alias policy gave the certifier
+// (Child.Tracked) get entries of their own, owned by this queue, so they
+// can be tracked and recalled; list members never do (RFC 3885 section
+// 7; a list owns its messages once expanded, so they are not
+// recallable).
+func (e *Engine) Expanded(ctx context.Context, ref Ref, eventID string, parent string, list bool, children []Child) error {
+	e.c.events.Add(1)
+	cert := []byte(ref.Certifier)
+	var all, untracked, tracked []string
+	for _, c := range children {
+		all = append(all, c.Address)
+		if c.Tracked && !list {
+			tracked = append(tracked, c.Address)
+		} else {
+			untracked = append(untracked, c.Address)
+		}
+	}
+	var found bool
+	var orig string
+	var hop int
+	var recallReq, exp int64
+	n := ShardOf(parent)
+	po := &op{eventID: eventID, apply: func(d doc, exists bool) bool {
+		found = false
+		if !exists {
+			return false
+		}
+		s := d.(*wireShard)
+		j := s.find(parent)
+		if j < 0 {
+			return false
+		}
+		r := &s.Rcpts[j]
+		if r.OwnerMTA != e.owner() || r.Queue != ref.QueueID {
+			return false
+		}
+		found = true
+		orig, hop, recallReq, exp = orDefault(r.Orig, r.Final), r.Hop, r.RecallReq, s.Expires
+		if r.Action.final() {
+			return false
+		}
+		r.Action, r.Children, r.Untracked, r.List = ActionExpanded, all, untracked, list
+		r.Status = "2.0.0"
+		return true
+	}}
+	if err := e.submit(ctx, ShardKey(cert, n), shardKind(cert, n), po); err != nil {
+		return e.failed("expanded", eventID, cert, err)
+	}
+	if !found {
+		e.c.untracked.Add(1)
+		return nil
+	}
+	var errs []error
+	var mask uint32
+	for sn, idx := range groupByShard(tracked) {
+		mask |= 1 << sn
+		co := &op{eventID: eventID, apply: func(d doc, exists bool) bool {
+			s := d.(*wireShard)
+			changed := false
+			if s.Expires < exp {
+				s.Expires, changed = exp, true
+			}
+			for _, i := range idx {
+				if s.find(tracked[i]) >= 0 {
+					continue
+				}
+				state := StateQueued
+				if recallReq != 0 {
+					state = StateRecalling
+				}
+				s.Rcpts = append(s.Rcpts, wireRcpt{Orig: orig, Final: tracked[i], Action: state, Parent: parent,
+					OwnerMTA: e.owner(), Queue: ref.QueueID, Hop: hop, RecallReq: recallReq})
+				changed = true
+			}
+			return changed
+		}}
+		if err := e.submit(ctx, ShardKey(cert, sn), shardKind(cert, sn), co); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if mask != 0 {
+		ho := &op{eventID: eventID, apply: func(d doc, exists bool) bool {
+			h := d.(*wireHead)
+			if !exists || h.ShardMask&mask == mask {
+				return false
+			}
+			h.ShardMask |= mask
+			return true
+		}}
+		if err := e.submit(ctx, HeadKey(cert), headKind(cert), ho); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	e.debug(DebugEvents, "tracking: expanded", "event_id", eventID, "mt", ref.Certifier.String(), "children", len(children), "list", list)
+	return e.failed("expanded", eventID, cert, errors.Join(errs...))
+}
