@@ -53,6 +53,25 @@ func digits(s string, i, n int) (int, bool) {
 	return v, true
 }
 
+// daysFromCivil returns the number of days from 1970-01-01 to the given
+// proleptic Gregorian date (valid month and day), by counting in 400-year
+// eras that start on March 1st so that the leap day ends a year.
+func daysFromCivil(year, month, day int) int64 {
+	y := int64(year)
+	if month <= 2 {
+		y--
+	}
+	era := y / 400
+	if y < 0 && y%400 != 0 {
+		era--
+	}
+	yoe := y - era*400                   // [0, 399]
+	mp := int64((month + 9) % 12)        // March = 0
+	doy := (153*mp+2)/5 + int64(day) - 1 // [0, 365]
+	doe := yoe*365 + yoe/4 - yoe/100 + doy
+	return era*146097 + doe - 719468
+}
+
 func daysIn(year int, month time.Month) int {
 	switch month {
 	case time.February:
@@ -129,8 +148,8 @@ func parseDateTime(s string) (time.Time, bool) {
 	if leap {
 		sec = 59
 	}
-	t := time.Date(year, time.Month(month), day, hour, minute, sec, nsec, time.UTC).
-		Add(-time.Duration(offset) * time.Second)
+	unix := daysFromCivil(year, month, day)*86400 + int64(hour*3600+minute*60+sec-offset)
+	t := time.Unix(unix, int64(nsec)).UTC()
 	if leap {
 		// RFC 3339 section 5.7: a leap second is the last second of a UTC
 		// month, so in UTC the time must read 23:59:60 on the month's last day.
@@ -153,10 +172,12 @@ func FormatDateTime(t time.Time) string {
 
 func appendDateTime(b []byte, t time.Time) []byte {
 	t = t.UTC()
-	b = append2(append2(appendYear(b, t.Year()), '-', int(t.Month())), '-', t.Day())
-	b = append2(b, 'T', t.Hour())
-	b = append2(b, ':', t.Minute())
-	b = append2(b, ':', t.Second())
+	year, month, day := t.Date()
+	hour, minute, sec := t.Clock()
+	b = append2(append2(appendYear(b, year), '-', int(month)), '-', day)
+	b = append2(b, 'T', hour)
+	b = append2(b, ':', minute)
+	b = append2(b, ':', sec)
 	if ns := t.Nanosecond(); ns != 0 {
 		b = append(b, '.')
 		d := 9

@@ -134,3 +134,15 @@ func TestDateTimeRoundTripProperty(t *testing.T) {
 		require.True(t, std.Equal(tm))
 	}
 }
+
+func TestDaysFromCivilEveryDay(t *testing.T) {
+	// Every day of years 0000 to 9999 against the standard library.
+	d := utc(0, 1, 1, 0, 0, 0, 0)
+	for d.Year() <= 9999 {
+		y, m, day := d.Date()
+		if got, want := daysFromCivil(y, int(m), day), d.Unix()/86400; got != want {
+			require.Equal(t, want, got, "%v", d)
+		}
+		d = d.AddDate(0, 0, 1)
+	}
+}

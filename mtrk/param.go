@@ -140,7 +140,6 @@ func parseTimeout(s string) (time.Duration, error) {
 // 0 to MaxTimeout so the result always parses; a relay that has no time
 // left should not send MTRK at all (see Remaining).
 func (p Param) String() string {
-	n := b64.EncodedLen(len(p.Certifier))
 	if !p.TimeoutGiven {
 		return p.Certifier.String()
 	}
@@ -151,8 +150,10 @@ func (p Param) String() string {
 	if secs > int64(MaxTimeout/time.Second) {
 		secs = int64(MaxTimeout / time.Second)
 	}
-	buf := make([]byte, n, n+1+MaxTimeoutDigits)
-	b64.Encode(buf, p.Certifier)
+	// A stack buffer holds any certifier up to MaxCertifierSize, so the
+	// only allocation is the returned string.
+	var stack [(MaxCertifierSize+2)/3*4 + 1 + MaxTimeoutDigits]byte
+	buf := b64.AppendEncode(stack[:0], p.Certifier)
 	buf = append(buf, ':')
 	buf = strconv.AppendInt(buf, secs, 10)
 	return string(buf)
