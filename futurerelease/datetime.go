@@ -33,7 +33,7 @@ import (
 func ParseDateTime(s string) (time.Time, error) {
 	t, ok := parseDateTime(s)
 	if !ok {
-		return time.Time{}, errDateTime
+		return time.Time{}, &Error{Reason: Malformed, Detail: "not an RFC 3339 date-time"}
 	}
 	return t, nil
 }

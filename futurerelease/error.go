@@ -38,9 +38,6 @@ var (
 	ErrUnixDateTime     = errors.New("futurerelease: advertised date-time is a Unix integer")
 )
 
-// errDateTime is what ParseDateTime returns; it matches ErrMalformed.
-var errDateTime = &Error{Reason: Malformed, Detail: "not an RFC 3339 date-time"}
-
 // Error is a refused hold parameter or advertisement. It implements
 // SMTPReply so an SMTP server can answer a MAIL command with it directly,
 // and matches the sentinel of its Reason under errors.Is.
@@ -99,7 +96,10 @@ func (e *Error) Is(target error) bool {
 // The message never echoes client text.
 func (e *Error) SMTPReply() (code int, enhanced [3]int, message string) {
 	if e.Reason == NotAuthenticated {
-		return 530, [3]int{5, 7, 0}, "Authentication required for " + e.paramOr() + " (future release)"
+		if e.Param == "" {
+			return 530, [3]int{5, 7, 0}, "Authentication required for future release"
+		}
+		return 530, [3]int{5, 7, 0}, "Authentication required for " + e.Param + " (future release)"
 	}
 	return 501, [3]int{5, 5, 4}, "Invalid " + e.paramOr() + " parameter: " + e.Detail
 }

@@ -1,6 +1,7 @@
 package futurerelease
 
 import (
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -180,6 +181,18 @@ func (p MailParam) String() string {
 		return p.Name
 	}
 	return p.Name + "=" + p.Value
+}
+
+// ParamsFromMap turns parameters held in a map (as go-smtp and similar
+// libraries keep them) into the slice Validate takes, sorted by name so the
+// error reported for a bad command is the same every time.
+func ParamsFromMap(m map[string]string) []MailParam {
+	out := make([]MailParam, 0, len(m))
+	for k, v := range m {
+		out = append(out, MailParam{Name: k, Value: v})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
 }
 
 // HoldForParam returns the MAIL parameter asking for a hold of d.

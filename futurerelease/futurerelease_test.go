@@ -263,7 +263,7 @@ func TestNotAuthenticatedError(t *testing.T) {
 	code, enh, msg := e.SMTPReply()
 	assert.Equal(t, 530, code)
 	assert.Equal(t, [3]int{5, 7, 0}, enh)
-	assert.Contains(t, msg, "HOLDFOR")
+	assert.Equal(t, "Authentication required for HOLDFOR (future release)", msg)
 }
 
 func TestLimitsAdvertise(t *testing.T) {
@@ -325,4 +325,36 @@ func TestHoldForLogOffsetMatchesRequest(t *testing.T) {
 		require.NoError(t, err)
 		assert.Equal(t, secs, FormatHoldFor(time.Duration(h.LogOffset(now))*time.Second))
 	}
+}
+
+func TestErrorText(t *testing.T) {
+	_, err := ParseDateTime("nope")
+	require.Error(t, err)
+	assert.Equal(t, "futurerelease: not an RFC 3339 date-time", err.Error())
+	var e *Error
+	require.ErrorAs(t, err, &e)
+	code, enh, msg := e.SMTPReply()
+	assert.Equal(t, 501, code)
+	assert.Equal(t, [3]int{5, 5, 4}, enh)
+	assert.Equal(t, "Invalid future release parameter: not an RFC 3339 date-time", msg)
+
+	assert.Equal(t, HoldUntil, NotAuthenticatedError("HoldUntil").Param)
+	assert.Equal(t, "X-HOLD", NotAuthenticatedError("x-hold").Param)
+	assert.False(t, errors.Is(&Error{Reason: Reason(99)}, ErrMalformed))
+	_, _, msg = (&Error{Reason: NotAuthenticated}).SMTPReply()
+	assert.Equal(t, "Authentication required for future release", msg)
+}
+
+func TestParamsFromMap(t *testing.T) {
+	m := map[string]string{"HOLDUNTIL": "2026-08-02T18:00:00Z", "BODY": "8BITMIME", "HOLDFOR": "60"}
+	ps := ParamsFromMap(m)
+	assert.Equal(t, []MailParam{{"BODY", "8BITMIME"}, {"HOLDFOR", "60"}, {"HOLDUNTIL", "2026-08-02T18:00:00Z"}}, ps)
+	for i := 0; i < 20; i++ { // deterministic despite map order
+		_, _, err := Validate(ParamsFromMap(m), Limits{MaxInterval: time.Hour}, now)
+		var e *Error
+		require.ErrorAs(t, err, &e)
+		assert.Equal(t, Conflict, e.Reason)
+		assert.Equal(t, HoldUntil, e.Param)
+	}
+	assert.Empty(t, ParamsFromMap(nil))
 }
