@@ -5,7 +5,7 @@
 // A record holds what an MTA must keep for RFC 3885 message tracking: the
 // certifier of the MAIL FROM MTRK parameter (RFC 3885 section 3) for as
 // long as its timeout asks, and the per-recipient fields that an RFC 3886
-// message/tracking-status report (section 3) is built from. Every MTA of a
+// message/tracking-status report is built from. Every MTA of a
 // deployment must see the same record, updated by many processes at once,
 // which is why the interface is compare-and-swap.
 //
