@@ -200,8 +200,14 @@ func HoldForParam(d time.Duration) MailParam {
 	return MailParam{Name: HoldFor, Value: FormatHoldFor(d)}
 }
 
-// HoldUntilParam returns the MAIL parameter asking for release at t.
+// HoldUntilParam returns the MAIL parameter asking for release at t,
+// rounded up to a whole second: sub-second release times serve no purpose,
+// some servers' date-time parsers refuse fractions, and rounding up never
+// asks for a release before t.
 func HoldUntilParam(t time.Time) MailParam {
+	if r := t.Truncate(time.Second); !r.Equal(t) {
+		t = r.Add(time.Second)
+	}
 	return MailParam{Name: HoldUntil, Value: FormatDateTime(t)}
 }
 

@@ -141,6 +141,8 @@ func TestFormatHoldFor(t *testing.T) {
 	assert.Equal(t, "999999999", FormatHoldFor(1e9*time.Second))
 	assert.Equal(t, MailParam{Name: "HOLDFOR", Value: "60"}, HoldForParam(time.Minute))
 	assert.Equal(t, "HOLDUNTIL=2026-08-03T00:00:00Z", HoldUntilParam(maxDT).String())
+	assert.Equal(t, "HOLDUNTIL=2026-08-03T00:00:01Z", HoldUntilParam(maxDT.Add(time.Nanosecond)).String(), "rounded up")
+	assert.Equal(t, "HOLDUNTIL=2026-08-03T00:00:00Z", HoldUntilParam(maxDT.In(time.FixedZone("", 7200))).String())
 	assert.Equal(t, "SMTPUTF8", MailParam{Name: "SMTPUTF8"}.String())
 }
 

@@ -18,8 +18,9 @@ const (
 	MaxCertifierSize = 64
 )
 
-// Secret sizes ParseSecret accepts, in decoded bytes: at least 128 bits, as
-// RFC 3885 section 3 asks of the random value, and at most MaxSecretSize.
+// Secret sizes ParseSecret accepts, in decoded bytes: at least 128 bits of
+// secret (the project's floor for anything that authorises tracking or
+// recall; NewSecret draws 160) and at most MaxSecretSize.
 const (
 	MinSecretSize = 16
 	MaxSecretSize = 64
