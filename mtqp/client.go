@@ -246,11 +246,10 @@ func (c *Client) withContext(ctx context.Context, f func() error) error {
 	_ = c.nc.SetDeadline(dl)
 	stop := context.AfterFunc(ctx, func() { _ = c.nc.SetDeadline(time.Unix(1, 0)) })
 	err := f()
-	if !stop() {
-		// The context ended while f ran.
-		if err != nil {
-			err = fmt.Errorf("%w (%w)", ctx.Err(), err)
-		}
+	stop()
+	if err != nil && ctx.Err() != nil {
+		// The context's deadline or cancellation cut the I/O short.
+		err = fmt.Errorf("%w (%w)", ctx.Err(), err)
 	}
 	if err != nil {
 		var re *ReplyError

@@ -109,7 +109,7 @@ func (c *Client) TrackPath(ctx context.Context, envid string, secret []byte, ref
 	}
 	p := &Path{Hops: []Hop{{Host: c.Host(), Result: first}}}
 	visited := map[string]bool{
-		strings.ToLower(c.Host()):             true,
+		strings.ToLower(c.Host()):            true,
 		strings.ToLower(c.Greeting().Domain): true,
 	}
 	maxHops := ref.MaxHops

@@ -60,8 +60,8 @@ func TestReportRoundTrip(t *testing.T) {
 
 func TestParseReportTolerant(t *testing.T) {
 	tests := []struct {
-		name string
-		in   string
+		name  string
+		in    string
 		check func(t *testing.T, r *Report)
 	}{
 		{"LF endings, odd case, extra spaces", "\n\noriginal-envelope-ID :  e1 \nREPORTING-mta:dns ;  h.example\n\n\nfinal-recipient:RFC822;a@b\naction: DELIVERED\nstatus: 2.1.5 (ok)\n\n\n",
@@ -113,20 +113,20 @@ func TestParseReportErrors(t *testing.T) {
 	base := "Original-Envelope-Id: e1\nReporting-MTA: dns; h\n\n"
 	rcpt := "Final-Recipient: rfc822; a@b\nAction: delivered\nStatus: 2.0.0\n"
 	tests := map[string]string{
-		"empty":               "",
-		"no recipients":       base,
-		"no envid":            "Reporting-MTA: dns; h\n\n" + rcpt,
-		"no reporting mta":    "Original-Envelope-Id: e1\n\n" + rcpt,
-		"no final recipient":  base + "Action: delivered\nStatus: 2.0.0\n",
-		"no action":           base + "Final-Recipient: rfc822; a@b\nStatus: 2.0.0\n",
-		"bad status":          base + "Final-Recipient: rfc822; a@b\nAction: delivered\nStatus: 3.0.0\n",
-		"status shape":        base + "Final-Recipient: rfc822; a@b\nAction: delivered\nStatus: 2.0\n",
-		"bad date":            base + rcpt + "Last-Attempt-Date: yesterday\n",
-		"repeated field":      base + rcpt + "Action: failed\n",
-		"not a field":         base + "this is not a field\n",
+		"empty":                "",
+		"no recipients":        base,
+		"no envid":             "Reporting-MTA: dns; h\n\n" + rcpt,
+		"no reporting mta":     "Original-Envelope-Id: e1\n\n" + rcpt,
+		"no final recipient":   base + "Action: delivered\nStatus: 2.0.0\n",
+		"no action":            base + "Final-Recipient: rfc822; a@b\nStatus: 2.0.0\n",
+		"bad status":           base + "Final-Recipient: rfc822; a@b\nAction: delivered\nStatus: 3.0.0\n",
+		"status shape":         base + "Final-Recipient: rfc822; a@b\nAction: delivered\nStatus: 2.0\n",
+		"bad date":             base + rcpt + "Last-Attempt-Date: yesterday\n",
+		"repeated field":       base + rcpt + "Action: failed\n",
+		"not a field":          base + "this is not a field\n",
 		"leading continuation": " x\n" + base + rcpt,
-		"recipient field up":  "Original-Envelope-Id: e1\nReporting-MTA: dns; h\nAction: failed\n\n" + rcpt,
-		"control char":        base + rcpt + "X-A: a\x00b\n",
+		"recipient field up":   "Original-Envelope-Id: e1\nReporting-MTA: dns; h\nAction: failed\n\n" + rcpt,
+		"control char":         base + rcpt + "X-A: a\x00b\n",
 	}
 	for name, in := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -177,7 +177,9 @@ func TestFormatRejectsInvalid(t *testing.T) {
 }
 
 func TestParseDate(t *testing.T) {
-	utc := func(y int, mo time.Month, d, h, mi, s int) time.Time { return time.Date(y, mo, d, h, mi, s, 0, time.UTC) }
+	utc := func(y int, mo time.Month, d, h, mi, s int) time.Time {
+		return time.Date(y, mo, d, h, mi, s, 0, time.UTC)
+	}
 	tests := []struct {
 		in   string
 		want time.Time
