@@ -33,7 +33,9 @@ func readLogical(r io.Reader, comment string) ([]logicalLine, error) {
 	)
 	flush := func() {
 		if pending {
-			out = append(out, logicalLine{text: cur.String(), line: start})
+			t := cur.String()
+			// A continuation of nothing ("\" alone) is a blank line.
+			out = append(out, logicalLine{text: t, line: start, blank: strings.TrimSpace(t) == ""})
 			cur.Reset()
 			pending = false
 		}
