@@ -63,7 +63,8 @@
 //     "#" is a comment, even in the middle of a continued line. Blank lines
 //     are ignored. Option names are case-insensitive; white space around
 //     the name and the value is removed. When an option appears twice the
-//     later line wins. Unknown options are kept, in order, in MTA.Other.
+//     later line wins (this package's choice; not verified against the
+//     product). Unknown options are kept, in order, in MTA.Other.
 //     Integers are decimal.
 //   - The channel table (the part of imta.cnf after the rewrite rules) is
 //     a sequence of channel blocks separated by blank lines. Comment lines
@@ -74,6 +75,8 @@
 //     being the channel tag (official host name). Keywords this package
 //     does not know are kept in Channel.Other, in order, each with the
 //     integer arguments that follow it ("maxjobs 7", "notices 1 2 3").
+//     The chapter spells trackingrelayed once as "trackingrelay" in its
+//     prose; both spellings are accepted, trackingrelayed is written.
 //     ParseIMTAConfig skips the rewrite-rule section that comes first in
 //     imta.cnf. Include lines ("<" in column one) are reported as errors
 //     (ErrInclude), not followed. The "defaults" pseudo-channel is returned
