@@ -209,6 +209,7 @@ type LimitError struct {
 	Err     error
 }
 
+// Error describes the limit and the address.
 func (e *LimitError) Error() string { return fmt.Sprintf("%v (at %s)", e.Err, e.Address) }
 
 // Unwrap returns Err.
@@ -230,6 +231,7 @@ type ExpandError struct {
 	Err     error
 }
 
+// Error names the address and the expander's error.
 func (e *ExpandError) Error() string {
 	return fmt.Sprintf("aliasing: expanding %s: %v", e.Address, e.Err)
 }
@@ -256,6 +258,7 @@ type LoopError struct {
 	Address string
 }
 
+// Error names the looping recipient.
 func (e *LoopError) Error() string {
 	return fmt.Sprintf("aliasing: %s expands to nobody: alias loop", e.Address)
 }

@@ -36,6 +36,8 @@ type Error struct {
 	Err     error
 }
 
+// Error formats the problem as "file:line: channel name: keyword: cause",
+// leaving out the parts that are empty.
 func (e *Error) Error() string {
 	var b strings.Builder
 	if e.File != "" || e.Line > 0 {
