@@ -14,9 +14,11 @@ import (
 
 // BenchmarkMemcached runs raw gomemcache and the Store side by side on
 // one real memcached, with the same 1 KiB value and connection settings,
-// so that store/raw is the cost of the wrapper. "store-ctx" passes a
-// context with a deadline, which takes the goroutine path that lets a
-// call return when its context ends.
+// so that store/raw is the cost of the wrapper. "store" passes
+// context.Background(); "store-ctx" a context with a deadline later than
+// the call's bound (the usual case, run on the caller's goroutine);
+// "store-async" one with a deadline inside the bound, which takes the
+// goroutine path that lets a call return when its context ends.
 func BenchmarkMemcached(b *testing.B) {
 	m := testenv.StartMemcached(b)
 	raw := memcache.New(m.Addr)
@@ -26,7 +28,12 @@ func BenchmarkMemcached(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	b.Cleanup(func() { _ = s.Close(); _ = raw.Close() })
+	// Its bound (2 h) is after dctx's deadline: every call goes async.
+	slow, err := memcachestore.New(memcachestore.Options{Servers: []string{m.Addr}, Timeout: time.Hour})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = s.Close(); _ = slow.Close(); _ = raw.Close() })
 	value := make([]byte, 1024)
 	key := trackstore.SafeKey("mt1", "bench-record")
 	if err := s.Set(context.Background(), key, value, time.Hour); err != nil {
@@ -34,7 +41,16 @@ func BenchmarkMemcached(b *testing.B) {
 	}
 	dctx, cancel := context.WithTimeout(context.Background(), time.Hour)
 	defer cancel()
-	contexts := map[string]context.Context{"store": context.Background(), "store-ctx": dctx}
+	type variant struct {
+		s   *memcachestore.Store
+		ctx context.Context
+	}
+	variants := map[string]variant{
+		"store":       {s, context.Background()},
+		"store-ctx":   {s, dctx},
+		"store-async": {slow, dctx},
+	}
+	names := []string{"store", "store-ctx", "store-async"}
 
 	b.Run("Get/raw", func(b *testing.B) {
 		b.ReportAllocs()
@@ -44,8 +60,8 @@ func BenchmarkMemcached(b *testing.B) {
 			}
 		}
 	})
-	for _, name := range []string{"store", "store-ctx"} {
-		ctx := contexts[name]
+	for _, name := range names {
+		s, ctx := variants[name].s, variants[name].ctx
 		b.Run("Get/"+name, func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
@@ -63,8 +79,8 @@ func BenchmarkMemcached(b *testing.B) {
 			}
 		}
 	})
-	for _, name := range []string{"store", "store-ctx"} {
-		ctx := contexts[name]
+	for _, name := range names {
+		s, ctx := variants[name].s, variants[name].ctx
 		b.Run("Set/"+name, func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
@@ -87,8 +103,8 @@ func BenchmarkMemcached(b *testing.B) {
 			}
 		}
 	})
-	for _, name := range []string{"store", "store-ctx"} {
-		ctx := contexts[name]
+	for _, name := range names {
+		s, ctx := variants[name].s, variants[name].ctx
 		b.Run("GetCAS/"+name, func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {

@@ -20,20 +20,28 @@
 //
 // Options.Timeout bounds each network read or write (gomemcache sets the
 // connection deadline before each step) and Options.DialTimeout each
-// connection attempt. gomemcache takes no context, so a Store method:
+// connection attempt, so a single-key call that is not answered ends after
+// at most DialTimeout + Timeout (its bound). gomemcache takes no context,
+// so a Store method:
 //
 //   - checks ctx first, and returns an error wrapping
 //     trackstore.ErrUnavailable and ctx.Err() without sending anything if
 //     it is already done;
-//   - if ctx can be done (ctx.Done() is not nil), runs the gomemcache call
-//     on its own goroutine and returns as soon as ctx is done, again with an
-//     error wrapping ErrUnavailable and ctx.Err(). The abandoned call goes
-//     on until memcached answers or Timeout expires; a write abandoned this
-//     way may or may not take effect: its outcome is unknown, which is what
-//     ErrUnavailable means. The engine must therefore treat it like any
-//     other ambiguous write (its events are idempotent for that reason).
-//   - with a context that is never done (context.Background()) the call
-//     runs on the caller's goroutine, bounded by Timeout alone.
+//   - if ctx has a deadline sooner than the call's bound, runs the
+//     gomemcache call on its own goroutine and returns when the deadline
+//     passes (or ctx is cancelled), again with an error wrapping
+//     ErrUnavailable and ctx.Err(). The abandoned call goes on until
+//     memcached answers or Timeout expires. A write abandoned this way may
+//     or may not take effect: its outcome is unknown, which is what
+//     ErrUnavailable means, and the engine treats it like any other
+//     ambiguous write (its events are idempotent for that reason);
+//   - otherwise (no deadline, or a later one) runs the call on the
+//     caller's goroutine, where it ends within its bound anyway. A
+//     cancellation that arrives during such a call is not acted on until
+//     the call ends; the call's real result is returned (a write that
+//     succeeded is reported as a success), and a failure also wraps
+//     ctx.Err() if ctx is done by then. This avoids a goroutine hand-off
+//     on every call, which costs more than the wrapper's other work.
 //
 // A network error, a timeout, a refused connection or an unexpected reply
 // all wrap trackstore.ErrUnavailable. The connection involved is closed, so
@@ -128,6 +136,7 @@ type Store struct {
 	c        *memcache.Client
 	maxValue int
 	now      func() time.Time
+	bound    time.Duration // DialTimeout + Timeout
 }
 
 var _ trackstore.Store = (*Store)(nil)
@@ -171,7 +180,7 @@ func New(opts Options) (*Store, error) {
 	c.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
 		return dialer.DialContext(context.WithoutCancel(ctx), network, addr)
 	}
-	return &Store{c: c, maxValue: maxValue, now: now}, nil
+	return &Store{c: c, maxValue: maxValue, now: now, bound: dialTimeout + timeout}, nil
 }
 
 // Close closes the idle connections.
@@ -199,15 +208,25 @@ func Expiration(ttl time.Duration, now time.Time) int32 {
 	return int32(abs)
 }
 
+// async reports whether a call under ctx runs on its own goroutine: when
+// ctx's deadline comes before the call's own bound.
+func (s *Store) async(ctx context.Context) bool {
+	deadline, ok := ctx.Deadline()
+	return ok && time.Until(deadline) < s.bound
+}
+
 // call runs f honouring ctx as the package documentation describes.
-func call[T any](ctx context.Context, f func() (T, error)) (T, error) {
+func call[T any](ctx context.Context, s *Store, f func() (T, error)) (T, error) {
 	var zero T
 	if err := trackstore.ContextError(ctx); err != nil {
 		return zero, err
 	}
-	done := ctx.Done()
-	if done == nil {
-		return f()
+	if !s.async(ctx) {
+		v, err := f()
+		if err != nil && ctx.Err() != nil {
+			err = fmt.Errorf("%w (%w)", err, context.Cause(ctx))
+		}
+		return v, err
 	}
 	type result struct {
 		v   T
@@ -221,13 +240,13 @@ func call[T any](ctx context.Context, f func() (T, error)) (T, error) {
 	select {
 	case r := <-ch:
 		return r.v, r.err
-	case <-done:
+	case <-ctx.Done():
 		return zero, trackstore.Unavailable(context.Cause(ctx))
 	}
 }
 
-func call0(ctx context.Context, f func() error) error {
-	_, err := call(ctx, func() (struct{}, error) { return struct{}{}, f() })
+func call0(ctx context.Context, s *Store, f func() error) error {
+	_, err := call(ctx, s, func() (struct{}, error) { return struct{}{}, f() })
 	return err
 }
 
@@ -269,7 +288,7 @@ func (s *Store) Get(ctx context.Context, key string) (trackstore.Item, error) {
 	if err := trackstore.CheckKey(key); err != nil {
 		return trackstore.Item{}, err
 	}
-	it, err := call(ctx, func() (*memcache.Item, error) { return s.c.Get(key) })
+	it, err := call(ctx, s, func() (*memcache.Item, error) { return s.c.Get(key) })
 	if err != nil {
 		return trackstore.Item{}, mapError("get", key, err, trackstore.ErrNotFound)
 	}
@@ -294,7 +313,7 @@ func (s *Store) GetMulti(ctx context.Context, keys []string) (map[string]trackst
 		}
 		return map[string]trackstore.Item{}, nil
 	}
-	m, err := call(ctx, func() (map[string]*memcache.Item, error) { return s.c.GetMulti(keys) })
+	m, err := call(ctx, s, func() (map[string]*memcache.Item, error) { return s.c.GetMulti(keys) })
 	if err != nil {
 		return nil, mapError("get", strings.Join(keys, " "), err, trackstore.ErrNotFound)
 	}
@@ -321,11 +340,11 @@ func (s *Store) check(key string, value []byte, ttl time.Duration) error {
 	return nil
 }
 
-// item builds the gomemcache item. When ctx can be done, the call may be
+// item builds the gomemcache item. On the goroutine path the call may be
 // abandoned while gomemcache still sends the value, so the value is copied:
 // the caller may reuse its buffer as soon as the method returns.
 func (s *Store) item(ctx context.Context, key string, value []byte, ttl time.Duration) *memcache.Item {
-	if ctx.Done() != nil || value == nil {
+	if value == nil || s.async(ctx) {
 		value = append([]byte{}, value...)
 	}
 	return &memcache.Item{Key: key, Value: value, Expiration: Expiration(ttl, s.now())}
@@ -338,7 +357,7 @@ func (s *Store) Add(ctx context.Context, key string, value []byte, ttl time.Dura
 		return err
 	}
 	it := s.item(ctx, key, value, ttl)
-	return mapError("add", key, call0(ctx, func() error { return s.c.Add(it) }), trackstore.ErrExists)
+	return mapError("add", key, call0(ctx, s, func() error { return s.c.Add(it) }), trackstore.ErrExists)
 }
 
 // Set stores value under key unconditionally.
@@ -347,7 +366,7 @@ func (s *Store) Set(ctx context.Context, key string, value []byte, ttl time.Dura
 		return err
 	}
 	it := s.item(ctx, key, value, ttl)
-	return mapError("set", key, call0(ctx, func() error { return s.c.Set(it) }), trackstore.ErrUnavailable)
+	return mapError("set", key, call0(ctx, s, func() error { return s.c.Set(it) }), trackstore.ErrUnavailable)
 }
 
 // CompareAndSwap stores item.Value if the item's CAS value is still
@@ -359,7 +378,7 @@ func (s *Store) CompareAndSwap(ctx context.Context, item trackstore.Item, ttl ti
 	}
 	it := s.item(ctx, item.Key, item.Value, ttl)
 	it.CasID = uint64(item.Version)
-	return mapError("cas", item.Key, call0(ctx, func() error { return s.c.CompareAndSwap(it) }), trackstore.ErrNotFound)
+	return mapError("cas", item.Key, call0(ctx, s, func() error { return s.c.CompareAndSwap(it) }), trackstore.ErrNotFound)
 }
 
 // Delete removes the item, or returns an error wrapping
@@ -368,12 +387,12 @@ func (s *Store) Delete(ctx context.Context, key string) error {
 	if err := trackstore.CheckKey(key); err != nil {
 		return err
 	}
-	return mapError("delete", key, call0(ctx, func() error { return s.c.Delete(key) }), trackstore.ErrNotFound)
+	return mapError("delete", key, call0(ctx, s, func() error { return s.c.Delete(key) }), trackstore.ErrNotFound)
 }
 
 // Ping checks that every server answers.
 func (s *Store) Ping(ctx context.Context) error {
-	err := call0(ctx, s.c.Ping)
+	err := call0(ctx, s, s.c.Ping)
 	if err != nil && !errors.Is(err, trackstore.ErrUnavailable) {
 		err = fmt.Errorf("%w: memcached ping: %w", trackstore.ErrUnavailable, err)
 	}

@@ -242,12 +242,37 @@ func TestHungServer(t *testing.T) {
 	require.ErrorIs(t, err, trackstore.ErrUnavailable)
 	require.ErrorIs(t, err, context.DeadlineExceeded)
 
-	// So does cancellation.
-	cctx, cancel2 := context.WithCancel(ctx)
+	// So does cancellation, when the deadline is within the call's bound.
+	cctx, cancel2 := context.WithTimeout(ctx, time.Minute)
 	go func() { time.Sleep(20 * time.Millisecond); cancel2() }()
 	_, err = slow.Get(cctx, "k")
 	require.ErrorIs(t, err, trackstore.ErrUnavailable)
 	require.ErrorIs(t, err, context.Canceled)
+
+	// Without a deadline the call runs to its own bound (Timeout); the
+	// failure then names the cancellation too.
+	nctx, cancel3 := context.WithCancel(ctx)
+	go func() { time.Sleep(20 * time.Millisecond); cancel3() }()
+	_, err = s.Get(nctx, "k")
+	require.ErrorIs(t, err, trackstore.ErrUnavailable)
+	require.ErrorIs(t, err, context.Canceled)
+	require.ErrorAs(t, err, &ne)
+	assert.True(t, ne.Timeout())
+}
+
+func TestCancelledDuringSuccessfulCall(t *testing.T) {
+	// A call on the caller's goroutine that succeeds reports its success,
+	// even if ctx is cancelled while it runs: the write did happen.
+	m := testenv.StartMemcached(t)
+	s := newStore(t, memcachestore.Options{Servers: []string{m.Addr}})
+	cctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	require.NoError(t, s.Set(cctx, "k", []byte("v"), 0))
+	cancel()
+	require.ErrorIs(t, s.Set(cctx, "k", []byte("w"), 0), context.Canceled, "checked before the call")
+	it, err := s.Get(context.Background(), "k")
+	require.NoError(t, err)
+	assert.Equal(t, "v", string(it.Value))
 }
 
 func TestDistributedLayout(t *testing.T) {
