@@ -102,7 +102,7 @@ type Stats struct {
 }
 
 type counters struct {
-	events, duplicates, untracked                  atomic.Uint64
+	events, duplicates, untracked               atomic.Uint64
 	rounds, writes, merged, conflicts, failures atomic.Uint64
 }
 

@@ -91,7 +91,9 @@ func TestLookupByCertifier(t *testing.T) {
 
 func TestRecipientLifecycle(t *testing.T) {
 	type step func(e *Engine, ref Ref) error
-	out := func(s string) Outcome { return Outcome{Recipient: "r@x.org", Status: s, RemoteMTA: "dns; mx.x.org", Diagnostic: "smtp; 250 ok"} }
+	out := func(s string) Outcome {
+		return Outcome{Recipient: "r@x.org", Status: s, RemoteMTA: "dns; mx.x.org", Diagnostic: "smtp; 250 ok"}
+	}
 	begin := func(e *Engine, ref Ref) error { _, err := e.BeginDelivery(bg, ref, []string{"r@x.org"}); return err }
 	tests := []struct {
 		name     string

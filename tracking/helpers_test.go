@@ -3,6 +3,7 @@ package tracking
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -179,3 +180,5 @@ func (s *faultStore) CompareAndSwap(ctx context.Context, it trackstore.Item, ttl
 	}
 	return s.Store.CompareAndSwap(ctx, it, ttl)
 }
+
+func errorsIs(err, target error) bool { return errors.Is(err, target) }

@@ -1,0 +1,161 @@
+// Package tracking is the message tracking engine: the per-message
+// tracking record shared by the MTAs of a deployment through a
+// trackstore.Store, the events an MTA records as a message moves, tracking
+// queries, and recall.
+//
+// Standards: RFC 3885 (SMTP MTRK: certifier B = SHA1(secret A), timeout,
+// the rules for aliases and lists in section 7), RFC 3886 (the
+// message/tracking-status fields the Record mirrors: per-message fields in
+// section 3.2, per-recipient fields and action values in section 3.3),
+// RFC 3887 (MTQP, whose TRACK command Track answers), RFC 3463 (status
+// codes), RFC 4865 (FUTURERELEASE holds). Recall is the reference
+// product's non-standard extension.
+//
+// # Record model
+//
+// A Record has the per-message fields (Original-Envelope-Id, the
+// certifier, timeout and expiry, sender, Arrival-Date, Reporting-MTA,
+// hold, recall time, hops) and one Recipient per recipient
+// (Original-Recipient, Final-Recipient, Action, Status, Remote-MTA,
+// Last-Attempt-Date, Will-Retry-Until, a diagnostic carried as an
+// extension field, expansion children, and the queue that owns it). The
+// secret is never stored. Action holds the RFC 3886 action values and the
+// engine's own queue states (queued, delivering, recalling, recalled);
+// Action.RFCAction maps the latter for reports. An MTQP adapter turns a
+// Record into a message/tracking-status body.
+//
+// The record expires at max(acceptance, hold end) + timeout: the hold is
+// added on top of the (clamped) tracking timeout, so a hold longer than
+// trackingtimeoutmax is still covered. Held moves the expiry later.
+//
+// # Storage layout
+//
+// A record is one head item and up to ShardCount (16) shard items:
+//
+//	head   trackstore.SafeKey("mt",   certifier bytes)   per-message fields, hops, shard mask
+//	shard  trackstore.SafeKey("mtsN", certifier bytes)   N = hex shard number 0..f; recipients
+//
+// A recipient lives in shard ShardOf(address) = FNV-1a(address) mod 16,
+// so an event finds its item from the address alone, reads it and writes
+// it back with compare-and-swap: one Get and one CAS, the physical floor.
+// Events for recipients in different shards never collide. A 10,000
+// recipient message puts about 625 recipients (some 100 KB) in each
+// shard, well inside memcached's 1 MiB item. The head's shard mask lists
+// the shards created (at acceptance and by expansions).
+//
+// Every item starts with the bytes 'M' 'T', a kind ('H' head, 'S' shard)
+// and a format version (1), followed by JSON with short field names.
+// Readers ignore unknown JSON fields, so a later version can add fields
+// and still be read by this one, and this one's records are readable by
+// the next. Any other bytes, another version, a certifier or shard number
+// that does not match the key, or an invalid field decode to an error
+// wrapping trackstore.ErrCorrupt, never a panic (FuzzDecode).
+//
+// Items are not updated atomically together, and a store may evict one and
+// not another. What a reader sees:
+//
+//   - Head and all listed shards present: the full record.
+//   - A listed shard missing (evicted) or undecodable: Track returns the
+//     other recipients with Record.Incomplete and Record.MissingShards.
+//     BeginDelivery answers ClaimUnknown for its recipients (the queue's
+//     spool decides) and later events for them change nothing: a shard is
+//     only ever created by Accepted or Expanded, so stray events can never
+//     write into a record they do not belong to. That shard's recipients
+//     stay untracked.
+//   - Head missing: Track and Recall return ErrNotFound, since the
+//     envelope ID cannot be checked. Lookup returns the surviving shards
+//     with Record.HeadMissing. Events on surviving shards still apply. An
+//     internal next hop's Accepted writes a new head (listing only its own
+//     hop), after which the record is readable again.
+//   - A shard present that the head does not list (a crash between the two
+//     writes): it is read like any other.
+//
+// # Writes, retries, group commit
+//
+// Updates are optimistic read-modify-write with compare-and-swap. A lost
+// race (or an unreachable store) is retried Options.Retries times
+// (tracking_retries, 5) Options.RetryDelay apart (tracking_retry_delay,
+// 100 ms) with ±50% jitter. Inside one Engine, events for the same item
+// queue up: the caller that finds the queue idle reads the item, applies
+// every waiting event, writes once and hands over to the first caller that
+// arrived meanwhile, so concurrent events are merged into one write.
+//
+// Each event carries an ID; each item remembers the last MaxAppliedEvents
+// IDs applied to it and skips them, and transitions never regress (a final
+// outcome is never replaced by a delay), so replays from a spool or after
+// an ambiguous memcached timeout change nothing.
+//
+// When the last retry fails, the event method returns the error (wrapping
+// the store's: trackstore.ErrConflict, ErrUnavailable, ErrTooLarge...),
+// logs it at warn with its event ID, and counts it in Stats.Failures. The
+// event is then lost from the store; mail is not affected (fail-open). The
+// record catches up when later events arrive, or when the MTA replays the
+// event with the same ID. BeginDelivery on an unreachable store answers
+// ClaimUnknown (deliver unless the spool says recalled), or ClaimDefer with
+// Options.FailClosed. What is lost in an outage: the state changes made
+// during it, and with a memcached restart the whole record (memcached does
+// not persist); tracking of messages accepted afterwards is normal.
+//
+// # Hops
+//
+// Each MTA names itself (Options.ReportingMTA) and identifies its copy of
+// the message by its queue ID; every recipient records its owner (MTA and
+// queue), and events change only recipients the calling queue owns. When
+// a message passes to another MTA of the deployment over an internal
+// channel (Transferred with internal true, then Accepted with Internal
+// true at the next MTA), the next MTA is appended to the record's hops and
+// takes the recipients over: one record shows both hops.
+//
+// An arrival over a channel that is not internal never writes into an
+// existing record created by someone else: Accepted returns
+// ErrForeignRecord and the MTA carries on with the message untracked (a
+// replay by the record's own MTA and queue is recognised and is not
+// foreign). So someone who saw a certifier on the wire cannot add to or
+// take over another sender's record. The price: such an attacker, arriving
+// first, can keep the genuine message from being tracked (its Accepted is
+// refused); it cannot read, change or recall anything.
+//
+// # Recall
+//
+// Recall, authorised like Track, claims every queued recipient by
+// compare-and-swap, queued to recalling; the queue claims a recipient
+// queued to delivering in BeginDelivery before each attempt. Exactly one
+// wins, with no check-then-act window. A recipient is reported recalled
+// only after the queue that owns it removed it durably through the Queue
+// interface:
+//
+//   - owned by this MTA (Options.Queue set): Recall calls Queue.Remove and
+//     reports recalled what it removed; what it refuses (its spool says
+//     the recipient is being or has been sent, which the store may have
+//     forgotten) is given back and reported in progress;
+//   - owned by another MTA: the claim stays pending until the owner sees
+//     it, at its next BeginDelivery (ClaimRecalled) or, for a held
+//     message that sees no delivery attempt until released, by polling
+//     PendingRecall; the owner removes the recipients and confirms with
+//     Recalled. A later Recall then reports them recalled;
+//   - transferred to an internal next hop not yet accepted there: marked,
+//     so the next hop's Accepted takes it over already claimed: pending.
+//
+// A delivery under way is reported in progress; delivered, failed, relayed
+// or transferred out of the deployment is too late; a mailing list
+// expansion (and an alias child that did not get the certifier) is not
+// recallable. The queue's spool is the authority: if the store forgot a
+// record, BeginDelivery answers ClaimUnknown and the queue delivers unless
+// its own spool says recalled, so a recall is never undone by eviction.
+//
+// # Queries
+//
+// Track takes the envelope ID and the secret A, reads the record under
+// SHA1(A) and compares envelope IDs in constant time (SHA-256 of both).
+// An unknown envelope ID and a wrong secret give the same ErrNotFound
+// value after the same comparison. Lookup is the privileged lookup by
+// certifier for administrators.
+//
+// # Logging
+//
+// Logs go to Options.Logger (log/slog); Options.DebugLevel is
+// tracking_debug. LogConfig produces the log_tracking field ("id:timeout",
+// XML attribute mt) and the log_futurerelease field (release offset in
+// seconds, attribute fr) for transaction log entries (bit 0) and the
+// LOG_ACTION probe (bit 1).
+package tracking
