@@ -242,14 +242,20 @@ func (c *Client) withContext(ctx context.Context, f func() error) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	dl, _ := ctx.Deadline()
+	dl, hasDL := ctx.Deadline()
 	_ = c.nc.SetDeadline(dl)
 	stop := context.AfterFunc(ctx, func() { _ = c.nc.SetDeadline(time.Unix(1, 0)) })
 	err := f()
 	stop()
-	if err != nil && ctx.Err() != nil {
-		// The context's deadline or cancellation cut the I/O short.
-		err = fmt.Errorf("%w (%w)", ctx.Err(), err)
+	if err != nil {
+		// The context's deadline or cancellation cut the I/O short. The
+		// connection deadline can fire a moment before ctx reports it.
+		var ne net.Error
+		if cerr := ctx.Err(); cerr != nil {
+			err = fmt.Errorf("%w (%w)", cerr, err)
+		} else if hasDL && errors.As(err, &ne) && ne.Timeout() && !time.Now().Before(dl) {
+			err = fmt.Errorf("%w (%w)", context.DeadlineExceeded, err)
+		}
 	}
 	if err != nil {
 		var re *ReplyError

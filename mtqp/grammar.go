@@ -417,9 +417,7 @@ const reportHeader = "Content-Type: " + ReportMediaType
 // header in front.
 func reportLines(body []byte, final string) []string {
 	lines := []string{reportHeader, ""}
-	for _, l := range strings.Split(strings.TrimSuffix(string(body), "\r\n"), "\r\n") {
-		lines = append(lines, l)
-	}
+	lines = append(lines, strings.Split(strings.TrimSuffix(string(body), "\r\n"), "\r\n")...)
 	return append(lines, final)
 }
 
