@@ -10,6 +10,7 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/emersion/go-smtp"
@@ -84,6 +85,10 @@ type conn struct {
 	wn        int
 	closed    bool
 	handedOff bool
+	// isClosed mirrors closed for Read: once go-smtp closed the
+	// connection (QUIT, too many errors), bytes the layer still has
+	// buffered must not reach it.
+	isClosed atomic.Bool
 
 	// Extension state, under mu.
 	cur     Params // parameters of the MAIL/RCPT go-smtp is processing
@@ -121,6 +126,9 @@ func (r deadlineReader) Read(p []byte) (int, error) {
 
 // Read implements net.Conn for go-smtp.
 func (c *conn) Read(b []byte) (int, error) {
+	if c.isClosed.Load() {
+		return 0, net.ErrClosed
+	}
 	for {
 		if len(c.out) > 0 {
 			n := copy(b, c.out)
@@ -148,21 +156,62 @@ func (c *conn) Read(b []byte) (int, error) {
 	}
 }
 
+// readData passes DATA bytes up to go-smtp's end-of-data marker. It hands
+// over whole lines only, so that go-smtp's line limit (which drops a whole
+// Read holding an over-long line) fails at the same line as it would with
+// one line per Read: a line over the limit arrives alone.
 func (c *conn) readData(b []byte) (int, error) {
-	if c.br.Buffered() == 0 {
-		if _, err := c.br.Peek(1); err != nil {
-			c.rerr = err
-			return 0, err
+	limit := c.s.cfg.MaxLineLength
+	for {
+		avail := c.br.Buffered()
+		if avail == 0 {
+			if _, err := c.br.Peek(1); err != nil {
+				c.rerr = err
+				return 0, err
+			}
+			continue
 		}
+		buf, _ := c.br.Peek(avail)
+		if len(buf) > len(b) {
+			buf = buf[:len(b)]
+		}
+		cut, long := 0, false
+		for cut < len(buf) {
+			j := bytes.IndexByte(buf[cut:], '\n')
+			if j < 0 {
+				break
+			}
+			if 1+j > limit { // go-smtp counts the previous LF
+				long = true
+				break
+			}
+			cut += j + 1
+		}
+		if cut == 0 {
+			if !long && len(buf)+1 <= limit && len(buf) == avail {
+				// An incomplete line within the limit: wait for its end.
+				if p, err := c.br.Peek(avail + 1); err != nil && len(p) <= avail {
+					// EOF or error: hand over what there is; the next
+					// Read reports the error.
+					cut = avail
+				} else {
+					continue
+				}
+			} else {
+				// The line is too long: give it to go-smtp, which
+				// fails the message and closes the connection.
+				cut = len(buf)
+				c.rerr = smtp.ErrTooLongLine
+			}
+		}
+		n, end := c.dot.scan(buf[:cut])
+		copy(b, buf[:n])
+		c.br.Discard(n)
+		if end {
+			c.mode = modeCommand
+		}
+		return n, nil
 	}
-	buf, _ := c.br.Peek(min(len(b), c.br.Buffered()))
-	n, end := c.dot.scan(buf)
-	copy(b, buf[:n])
-	c.br.Discard(n)
-	if end {
-		c.mode = modeCommand
-	}
-	return n, nil
 }
 
 func (c *conn) readChunk(b []byte) (int, error) {
@@ -197,10 +246,9 @@ func (c *conn) readLine() (line []byte, tooLong bool, err error) {
 	if line[n-1] == '\n' {
 		n--
 	}
-	prev := 1 // go-smtp counts the previous line's LF
+	prev := 1 // go-smtp counts the LF of the last line it was given
 	if !c.seenLine {
 		prev = 0
-		c.seenLine = true
 	}
 	return line, n+prev > c.s.cfg.MaxLineLength, nil
 }
@@ -249,6 +297,7 @@ func (c *conn) pass(line []byte, k pendKind) (bool, error) {
 	c.pend = k
 	c.mu.Unlock()
 	c.out = line
+	c.seenLine = true
 	return true, nil
 }
 
@@ -555,8 +604,6 @@ func (c *conn) finalReply(code int) {
 		// nothing; everything else (LAST, 552, backend error) resets.
 		if !(code == 250 && !c.pendLast) && code != 502 {
 			c.tx = Transaction{}
-		} else if code == 250 {
-			c.pend = pNone
 		}
 	case pRset, pHelo, pEhlo:
 		if code == 250 {
@@ -640,6 +687,7 @@ func (c *conn) Close() error {
 		return nil
 	}
 	c.closed = true
+	c.isClosed.Store(true)
 	handedOff := c.handedOff
 	c.mu.Unlock()
 	if handedOff {

@@ -22,6 +22,9 @@ const (
 	DefaultWriteTimeout     = 5 * time.Minute
 	DefaultHandshakeTimeout = 30 * time.Second
 	DefaultMaxConnections   = 1024
+	// MaxLineLengthLimit is the largest MaxLineLength the layer accepts: a
+	// whole line must fit in one Read of go-smtp's 4096-byte buffer.
+	MaxLineLengthLimit = 4000
 )
 
 // BareLFPolicy says what the layer does with a command line that ends in
@@ -167,6 +170,9 @@ func NewServer(srv *smtp.Server, cfg Config) (*Server, error) {
 	}
 	if cfg.MaxLineLength <= 0 {
 		cfg.MaxLineLength = DefaultMaxLineLength
+	}
+	if cfg.MaxLineLength > MaxLineLengthLimit {
+		return nil, fmt.Errorf("smtpext: MaxLineLength %d over %d", cfg.MaxLineLength, MaxLineLengthLimit)
 	}
 	pick := func(v, fromSrv, def time.Duration) time.Duration {
 		switch {
