@@ -3,10 +3,17 @@ package mtqp
 import (
 	"bufio"
 	"bytes"
+	"context"
+	"errors"
+	"io"
+	"net"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
+	"golang.org/x/time/rate"
 )
 
 // FuzzParseReport: whatever ParseReport accepts must format, and the
@@ -67,5 +74,54 @@ func FuzzCommandReader(f *testing.F) {
 			}
 		}
 		t.Fatal("reader made no progress")
+	})
+}
+
+// FuzzServer sends each input to a live server over loopback TCP, reads
+// everything the server answers until it closes, and requires that every
+// answer is a well-formed reply and that a fresh connection still gets a
+// TRACK report afterwards.
+func FuzzServer(f *testing.F) {
+	srvTLS, _ := testTLS(f, "mta1.test")
+	b := newMapBackend()
+	b.add("env-1", testSecret, sampleReport("env-1", "mta1.test"))
+	s := &Server{Backend: b, Domain: "mta1.test", TLSConfig: srvTLS, IdleTimeout: 5 * time.Second,
+		FailureRate: rate.Inf}
+	addr := startServer(f, s)
+	f.Add([]byte(FormatTrack(CmdTrack, "env-1", testSecret) + "\r\n"))
+	f.Add([]byte("COMMENT x\r\nTRACK\r\nRECALL a b\r\n\x00\xff\xfe\r\n"))
+	f.Add([]byte(strings.Repeat("Z", 3000) + "\nQUIT\n"))
+	f.Add([]byte("STARTTLS\r\nTRACK env-1 x\r\n"))
+	f.Fuzz(func(t *testing.T, in []byte) {
+		nc, err := net.Dial("tcp", addr)
+		require.NoError(t, err)
+		defer nc.Close()
+		_ = nc.SetDeadline(time.Now().Add(10 * time.Second))
+		go func() {
+			_, _ = nc.Write(in)
+			_, _ = nc.Write([]byte("\r\nQUIT\r\n"))
+		}()
+		r := bufio.NewReader(nc)
+		for {
+			rep, err := ReadReply(r, 1000)
+			if err == io.EOF || errors.Is(err, syscall.ECONNRESET) {
+				// A server that closes with unread input resets the
+				// connection; replies in flight may be lost with it.
+				break
+			}
+			require.NoError(t, err)
+			if rep.Code == CodeReadyTLS {
+				// The server now waits for a TLS handshake; nothing more
+				// comes in plaintext.
+				break
+			}
+		}
+		// The server is still healthy.
+		c, err := Dial(context.Background(), addr)
+		require.NoError(t, err)
+		defer c.Close()
+		res, err := c.Track(context.Background(), "env-1", testSecret)
+		require.NoError(t, err)
+		require.Equal(t, "env-1", res.Report.EnvelopeID)
 	})
 }
