@@ -101,7 +101,8 @@ type DeliverFunc func(ctx context.Context, env *spool.Envelope, rcpts []string) 
 // the spool, with the envelope as it now stands and the results (expired
 // recipients have Outcome Failed). The message body is still in the spool
 // (Spool.Body), so this is where to build a DSN or update a tracking
-// record. When the message is Done it is removed after ResultFunc returns.
+// record. When the message is Done it is removed after ResultFunc returns
+// (or after Options.Retain).
 type ResultFunc func(ctx context.Context, env *spool.Envelope, results []Result)
 
 // Options configure a Scheduler. Spool and Deliver are required.
@@ -125,6 +126,12 @@ type Options struct {
 	// MaxLifetime is how long a message may stay queued after arrival
 	// or release; default 5 days.
 	MaxLifetime time.Duration
+	// Retain keeps a finished message (every recipient delivered, failed
+	// or recalled) in the spool this long after its last recipient
+	// change, so that a repeated recall or a tracking query still finds
+	// the spool's answer; default 0, remove at once. The spool's
+	// Options.Now and Clock should be the same clock.
+	Retain time.Duration
 	// Logger receives delivery logs; nil discards them.
 	Logger *slog.Logger
 }
@@ -320,6 +327,10 @@ func (s *Scheduler) scan(now time.Time) (time.Time, []work) {
 			continue
 		}
 		if env.Done() {
+			if until := s.retainUntil(env); now.Before(until) {
+				earliest(until)
+				continue
+			}
 			if err := s.opts.Spool.Remove(context.WithoutCancel(s.deliverCtx), env.ID); err != nil && !errors.Is(err, spool.ErrNotFound) {
 				s.log.Error("scheduler: removing finished message", "id", env.ID, "err", err)
 			}
@@ -343,6 +354,20 @@ func (s *Scheduler) scan(now time.Time) (time.Time, []work) {
 		}
 	}
 	return next, due
+}
+
+// retainUntil is when a finished message may be removed.
+func (s *Scheduler) retainUntil(env *spool.Envelope) time.Time {
+	if s.opts.Retain <= 0 {
+		return time.Time{}
+	}
+	var last time.Time
+	for _, r := range env.Recipients {
+		if r.Updated.After(last) {
+			last = r.Updated
+		}
+	}
+	return last.Add(s.opts.Retain)
 }
 
 // launch starts a delivery unless the concurrency limit is reached.
@@ -443,7 +468,7 @@ func (s *Scheduler) run(w work) {
 	if s.opts.OnResult != nil {
 		s.opts.OnResult(ioctx, after, final)
 	}
-	if after.Done() {
+	if after.Done() && s.opts.Retain <= 0 {
 		if err := s.opts.Spool.Remove(ioctx, w.id); err != nil && !errors.Is(err, spool.ErrNotFound) {
 			s.log.Error("scheduler: removing finished message", "id", w.id, "err", err)
 		}

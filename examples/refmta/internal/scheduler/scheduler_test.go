@@ -383,3 +383,35 @@ func TestBackoffTable(t *testing.T) {
 	_, err = New(Options{})
 	assert.Error(t, err)
 }
+
+func TestRetainFinished(t *testing.T) {
+	h := newHarness(t, "", Options{Retain: time.Hour})
+	recalled := h.put(t0.Add(2*time.Hour), "b@x")
+	delivered := h.put(time.Time{}, "c@x")
+	h.start()
+	a := h.nextAttempt()
+	require.Equal(t, delivered, a.id)
+	a.reply <- all(Delivered, "", a.rcpts)
+	h.nextResults()
+	_, err := h.spool.Recall(context.Background(), recalled, nil)
+	require.NoError(t, err)
+	h.sched.Notify()
+	// Both finished at t0; both kept until t0+1h.
+	require.True(t, h.clock.WaitForTimer(t0.Add(time.Hour), guard))
+	assert.Equal(t, 2, h.spool.Len())
+	again, err := h.spool.Recall(context.Background(), recalled, nil)
+	require.NoError(t, err)
+	assert.Equal(t, []string{"b@x"}, again, "a repeated recall still gets the spool's answer")
+
+	require.NoError(t, h.sched.Stop(context.Background()))
+	h.clock.Set(t0.Add(time.Hour))
+	// Once the retention time has passed, a scan removes both.
+	h2, err := New(Options{Spool: h.spool, Clock: h.clock, Retain: time.Hour,
+		Deliver: func(context.Context, *spool.Envelope, []string) []Result { return nil }})
+	require.NoError(t, err)
+	h2.deliverCtx = context.Background()
+	next, due := h2.scan(h.clock.Now())
+	assert.True(t, next.IsZero())
+	assert.Empty(t, due)
+	assert.Equal(t, 0, h.spool.Len())
+}
