@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/msgtrack/msgtrack/trackstore"
 )
@@ -73,6 +74,7 @@ type keyQueue struct {
 	kind    *itemKind
 	pending []*op
 	busy    bool
+	linger  time.Duration
 }
 
 // submit applies o to the item under key and returns when it is written
@@ -107,7 +109,20 @@ func (e *Engine) lead(ctx context.Context, q *keyQueue) {
 	q.pending = nil
 	e.mu.Unlock()
 
+	if q.linger > 0 {
+		// Handed over with work waiting: pause before reading so that a
+		// writer in another process gets a gap to complete its own
+		// compare-and-swap (without it, back-to-back rounds here can
+		// starve it), and so that more events ride along in this round.
+		_ = sleep(ctx, q.linger)
+		e.mu.Lock()
+		batch = append(batch, q.pending...)
+		q.pending = nil
+		e.mu.Unlock()
+	}
+	start := time.Now()
 	e.commit(ctx, q, batch)
+	took := time.Since(start)
 	for _, o := range batch {
 		o.sig <- sigDone
 	}
@@ -115,6 +130,7 @@ func (e *Engine) lead(ctx context.Context, q *keyQueue) {
 	e.mu.Lock()
 	if len(q.pending) > 0 {
 		next := q.pending[0]
+		q.linger = min(2*took, e.delay/2)
 		e.mu.Unlock()
 		next.sig <- sigLead
 		return

@@ -66,9 +66,13 @@
 //     envelope ID cannot be checked. Lookup returns the surviving shards
 //     with Record.HeadMissing. Events on surviving shards still apply. An
 //     internal next hop's Accepted writes a new head (listing only its own
-//     hop), after which the record is readable again.
+//     hop, and every shard slot, since which existed is unknown), after
+//     which the record is readable again, marked Incomplete.
 //   - A shard present that the head does not list (a crash between the two
-//     writes): it is read like any other.
+//     writes): it is read whenever the reader does not already know the
+//     head's shard mask (queries fetch the head and every shard slot in
+//     one round trip then, and only the listed shards once the engine has
+//     seen the head).
 //
 // # Writes, retries, group commit
 //

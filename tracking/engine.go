@@ -121,6 +121,7 @@ type Engine struct {
 
 	mu     sync.Mutex
 	queues map[string]*keyQueue
+	masks  maskCache
 }
 
 // New returns an engine over store.

@@ -397,6 +397,7 @@ func TestPartialRecords(t *testing.T) {
 		f.accept(m2, "Q2", []AcceptedRecipient{{Address: elsewhere[1]}}, func(a *Accept) { a.Internal = true })
 		rec = f.track(m2)
 		require.Len(t, rec.Hops, 1, "the first hop is lost with the head")
+		assert.True(t, rec.Incomplete, "a recreated head cannot vouch for completeness")
 		assert.Equal(t, "mta2", rec.Hops[0].ReportingMTA)
 		got := byAddr(rec)
 		assert.Equal(t, ActionDelivered, got[elsewhere[0]].Action)

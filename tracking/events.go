@@ -178,6 +178,7 @@ func (e *Engine) Accepted(ctx context.Context, a Accept) error {
 	hop := wireHop{MTA: e.owner(), Queue: a.QueueID, Arrival: arrival.Unix(), Internal: a.Internal}
 	var foreign bool
 	var hopIndex int
+	var seenMask uint32
 	held := a.HoldUntil.After(now)
 	headOp := &op{eventID: a.EventID, apply: func(d doc, exists bool) bool {
 		h := d.(*wireHead)
@@ -188,7 +189,14 @@ func (e *Engine) Accepted(ctx context.Context, a Accept) error {
 			h.HoldUntil, h.Held = unixOf(a.HoldUntil), held
 			h.Hops = []wireHop{hop}
 			h.ShardMask = mask
-			hopIndex = 0
+			if a.Internal {
+				// An internal arrival finds no head: an earlier hop's head
+				// was lost (evicted, or never written under fail-open).
+				// Which shards it had is unknown, so list them all: readers
+				// fetch every slot and the record reads as incomplete.
+				h.ShardMask = 1<<ShardCount - 1
+			}
+			hopIndex, seenMask = 0, h.ShardMask
 			return true
 		}
 		hopIndex = -1
@@ -206,6 +214,7 @@ func (e *Engine) Accepted(ctx context.Context, a Accept) error {
 			hopIndex = len(h.Hops) - 1
 		}
 		h.ShardMask |= mask
+		seenMask = h.ShardMask
 		if exp > h.Expires {
 			h.Expires = exp
 		}
@@ -219,6 +228,9 @@ func (e *Engine) Accepted(ctx context.Context, a Accept) error {
 	}}
 	if err := e.submit(ctx, HeadKey(cert), headKind(cert), headOp); err != nil {
 		return e.failed("accepted", a.EventID, cert, err)
+	}
+	if !foreign && seenMask != 0 {
+		e.masks.put(HeadKey(cert), seenMask)
 	}
 	if foreign {
 		e.log.Warn("tracking: external arrival for an existing record; not merged", "event_id", a.EventID, "mt", a.Certifier.String(), "queue", a.QueueID)

@@ -6,6 +6,7 @@ import (
 	"crypto/subtle"
 	"errors"
 	"fmt"
+	"sync"
 
 	"github.com/msgtrack/msgtrack/mtrk"
 	"github.com/msgtrack/msgtrack/trackstore"
@@ -21,37 +22,97 @@ func recordKeys(cert []byte) []string {
 	return keys
 }
 
-// load reads the whole record for cert in one GetMulti. A head that is
-// absent or undecodable is returned nil; undecodable shards are left out
-// (and so reported missing when the head lists them).
+// load reads the record for cert. It fetches the head together with the
+// shards it last saw listed for this certifier (all ShardCount when it
+// does not know), in one GetMulti, and then any further shards the head
+// lists. A head that is absent or undecodable is returned nil;
+// undecodable shards are left out (and so reported missing when the head
+// lists them).
 func (e *Engine) load(ctx context.Context, cert []byte) (*wireHead, []*wireShard, error) {
-	keys := recordKeys(cert)
+	headKey := HeadKey(cert)
+	guess, known := e.masks.get(headKey)
+	if !known {
+		guess = 1<<ShardCount - 1
+	}
+	keys := append(make([]string, 0, 1+ShardCount), headKey)
+	for i := 0; i < ShardCount; i++ {
+		if guess&(1<<i) != 0 {
+			keys = append(keys, ShardKey(cert, i))
+		}
+	}
 	items, err := e.store.GetMulti(ctx, keys)
 	if err != nil {
 		return nil, nil, fmt.Errorf("tracking: reading record: %w", err)
 	}
 	var h *wireHead
-	if it, ok := items[keys[0]]; ok {
+	if it, ok := items[headKey]; ok {
 		h, err = decodeHead(it.Value, cert)
 		if err != nil {
-			e.log.Warn("tracking: unreadable record head", "key", keys[0], "err", err)
+			e.log.Warn("tracking: unreadable record head", "key", headKey, "err", err)
 			h = nil
+		}
+	}
+	if h != nil {
+		e.masks.put(headKey, h.ShardMask)
+		if extra := h.ShardMask &^ guess; extra != 0 {
+			more := make([]string, 0, ShardCount)
+			for i := 0; i < ShardCount; i++ {
+				if extra&(1<<i) != 0 {
+					more = append(more, ShardKey(cert, i))
+				}
+			}
+			got, err := e.store.GetMulti(ctx, more)
+			if err != nil {
+				return nil, nil, fmt.Errorf("tracking: reading record: %w", err)
+			}
+			for k, v := range got {
+				items[k] = v
+			}
 		}
 	}
 	shards := make([]*wireShard, 0, ShardCount)
 	for i := 0; i < ShardCount; i++ {
-		it, ok := items[keys[1+i]]
+		key := ShardKey(cert, i)
+		it, ok := items[key]
 		if !ok {
 			continue
 		}
 		s, err := decodeShard(it.Value, cert, i)
 		if err != nil {
-			e.log.Warn("tracking: unreadable record shard", "key", keys[1+i], "err", err)
+			e.log.Warn("tracking: unreadable record shard", "key", key, "err", err)
 			continue
 		}
 		shards = append(shards, s)
 	}
 	return h, shards, nil
+}
+
+// maskCache remembers, per record, the shard mask last seen in its head,
+// so that a query fetches only those shards in its first round trip. It
+// is a hint: a stale mask costs one more round trip, never a wrong answer
+// (shards the head does not list are fetched when it is unknown). It is
+// bounded by clearing it when full.
+type maskCache struct {
+	mu sync.Mutex
+	m  map[string]uint32
+}
+
+const maskCacheSize = 4096
+
+func (c *maskCache) get(k string) (uint32, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	v, ok := c.m[k]
+	return v, ok
+}
+
+func (c *maskCache) put(k string, v uint32) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m == nil || len(c.m) >= maskCacheSize {
+		c.m = make(map[string]uint32)
+	}
+	c.m[k] = v
 }
 
 // authenticate loads the record of SHA1(secret) and checks its envelope
