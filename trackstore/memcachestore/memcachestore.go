@@ -75,6 +75,7 @@ import (
 	"math"
 	"net"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/bradfitz/gomemcache/memcache"
@@ -137,6 +138,24 @@ type Store struct {
 	maxValue int
 	now      func() time.Time
 	bound    time.Duration // DialTimeout + Timeout
+
+	unavailable atomic.Uint64
+	abandoned   atomic.Uint64
+}
+
+// Stats are counters a caller can read at any time (for metrics).
+type Stats struct {
+	// Unavailable counts calls that failed with ErrUnavailable, including
+	// those whose context was done.
+	Unavailable uint64
+	// Abandoned counts calls that returned because their context ended
+	// while the gomemcache call was still running (outcome unknown).
+	Abandoned uint64
+}
+
+// Stats returns the current counters.
+func (s *Store) Stats() Stats {
+	return Stats{Unavailable: s.unavailable.Load(), Abandoned: s.abandoned.Load()}
 }
 
 var _ trackstore.Store = (*Store)(nil)
@@ -219,7 +238,7 @@ func (s *Store) async(ctx context.Context) bool {
 func call[T any](ctx context.Context, s *Store, f func() (T, error)) (T, error) {
 	var zero T
 	if err := trackstore.ContextError(ctx); err != nil {
-		return zero, err
+		return zero, err // counted by mapError
 	}
 	if !s.async(ctx) {
 		v, err := f()
@@ -241,6 +260,7 @@ func call[T any](ctx context.Context, s *Store, f func() (T, error)) (T, error) 
 	case r := <-ch:
 		return r.v, r.err
 	case <-ctx.Done():
+		s.abandoned.Add(1)
 		return zero, trackstore.Unavailable(context.Cause(ctx))
 	}
 }
@@ -253,6 +273,14 @@ func call0(ctx context.Context, s *Store, f func() error) error {
 // mapError turns a gomemcache error of op on key into a trackstore error.
 // notStored is the sentinel for memcached's NOT_STORED reply (which means
 // "exists" for add and "gone" for cas).
+func (s *Store) mapError(op, key string, err error, notStored error) error {
+	err = mapError(op, key, err, notStored)
+	if errors.Is(err, trackstore.ErrUnavailable) {
+		s.unavailable.Add(1)
+	}
+	return err
+}
+
 func mapError(op, key string, err error, notStored error) error {
 	var sentinel error
 	switch {
@@ -290,10 +318,10 @@ func (s *Store) Get(ctx context.Context, key string) (trackstore.Item, error) {
 	}
 	it, err := call(ctx, s, func() (*memcache.Item, error) { return s.c.Get(key) })
 	if err != nil {
-		return trackstore.Item{}, mapError("get", key, err, trackstore.ErrNotFound)
+		return trackstore.Item{}, s.mapError("get", key, err, trackstore.ErrNotFound)
 	}
 	if it.CasID == 0 {
-		return trackstore.Item{}, mapError("get", key, errNoCAS, nil)
+		return trackstore.Item{}, s.mapError("get", key, errNoCAS, nil)
 	}
 	return trackstore.Item{Key: key, Value: it.Value, Version: trackstore.Version(it.CasID)}, nil
 }
@@ -315,12 +343,12 @@ func (s *Store) GetMulti(ctx context.Context, keys []string) (map[string]trackst
 	}
 	m, err := call(ctx, s, func() (map[string]*memcache.Item, error) { return s.c.GetMulti(keys) })
 	if err != nil {
-		return nil, mapError("get", strings.Join(keys, " "), err, trackstore.ErrNotFound)
+		return nil, s.mapError("get", strings.Join(keys, " "), err, trackstore.ErrNotFound)
 	}
 	out := make(map[string]trackstore.Item, len(m))
 	for k, it := range m {
 		if it.CasID == 0 {
-			return nil, mapError("get", k, errNoCAS, nil)
+			return nil, s.mapError("get", k, errNoCAS, nil)
 		}
 		out[k] = trackstore.Item{Key: k, Value: it.Value, Version: trackstore.Version(it.CasID)}
 	}
@@ -357,7 +385,7 @@ func (s *Store) Add(ctx context.Context, key string, value []byte, ttl time.Dura
 		return err
 	}
 	it := s.item(ctx, key, value, ttl)
-	return mapError("add", key, call0(ctx, s, func() error { return s.c.Add(it) }), trackstore.ErrExists)
+	return s.mapError("add", key, call0(ctx, s, func() error { return s.c.Add(it) }), trackstore.ErrExists)
 }
 
 // Set stores value under key unconditionally.
@@ -366,7 +394,7 @@ func (s *Store) Set(ctx context.Context, key string, value []byte, ttl time.Dura
 		return err
 	}
 	it := s.item(ctx, key, value, ttl)
-	return mapError("set", key, call0(ctx, s, func() error { return s.c.Set(it) }), trackstore.ErrUnavailable)
+	return s.mapError("set", key, call0(ctx, s, func() error { return s.c.Set(it) }), trackstore.ErrUnavailable)
 }
 
 // CompareAndSwap stores item.Value if the item's CAS value is still
@@ -378,7 +406,7 @@ func (s *Store) CompareAndSwap(ctx context.Context, item trackstore.Item, ttl ti
 	}
 	it := s.item(ctx, item.Key, item.Value, ttl)
 	it.CasID = uint64(item.Version)
-	return mapError("cas", item.Key, call0(ctx, s, func() error { return s.c.CompareAndSwap(it) }), trackstore.ErrNotFound)
+	return s.mapError("cas", item.Key, call0(ctx, s, func() error { return s.c.CompareAndSwap(it) }), trackstore.ErrNotFound)
 }
 
 // Delete removes the item, or returns an error wrapping
@@ -387,7 +415,7 @@ func (s *Store) Delete(ctx context.Context, key string) error {
 	if err := trackstore.CheckKey(key); err != nil {
 		return err
 	}
-	return mapError("delete", key, call0(ctx, s, func() error { return s.c.Delete(key) }), trackstore.ErrNotFound)
+	return s.mapError("delete", key, call0(ctx, s, func() error { return s.c.Delete(key) }), trackstore.ErrNotFound)
 }
 
 // Ping checks that every server answers.

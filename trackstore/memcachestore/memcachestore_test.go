@@ -186,6 +186,9 @@ func TestServerRestart(t *testing.T) {
 	_, err := s.Get(cctx, key)
 	require.ErrorIs(t, err, trackstore.ErrUnavailable)
 
+	failures := s.Stats().Unavailable
+	assert.GreaterOrEqual(t, failures, uint64(2*idle*(len(ops)-1)), "Ping is not counted")
+
 	m.Start()
 	_, err = s.Get(ctx, key)
 	require.ErrorIs(t, err, trackstore.ErrNotFound, "data is gone after a restart, and the store works again")
@@ -194,6 +197,7 @@ func TestServerRestart(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, "again", string(it.Value))
 	require.NoError(t, s.Ping(ctx))
+	assert.Equal(t, failures, s.Stats().Unavailable, "no failures after the restart")
 }
 
 // blackhole accepts connections and never answers, like a hung server.
@@ -241,6 +245,7 @@ func TestHungServer(t *testing.T) {
 	err = slow.Set(dctx, "k", []byte("v"), 0)
 	require.ErrorIs(t, err, trackstore.ErrUnavailable)
 	require.ErrorIs(t, err, context.DeadlineExceeded)
+	assert.EqualValues(t, 1, slow.Stats().Abandoned)
 
 	// So does cancellation, when the deadline is within the call's bound.
 	cctx, cancel2 := context.WithTimeout(ctx, time.Minute)
