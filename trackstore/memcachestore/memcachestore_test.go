@@ -4,11 +4,14 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"net"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -333,4 +336,94 @@ func TestDefaults(t *testing.T) {
 	// Port 1 on loopback refuses: a clean ErrUnavailable.
 	_, err := s.Get(context.Background(), "k")
 	require.ErrorIs(t, err, trackstore.ErrUnavailable)
+}
+
+// TestServerRestartUnderLoad stops memcached while workers are updating a
+// counter and starts it again: calls fail with ErrUnavailable (never hang,
+// never another error), and the workers recover once it is back.
+func TestServerRestartUnderLoad(t *testing.T) {
+	m := testenv.StartMemcached(t)
+	s := newStore(t, memcachestore.Options{Servers: []string{m.Addr}, Timeout: time.Second, MaxIdleConns: 4})
+	key := trackstore.SafeKey("t", "counter")
+	require.NoError(t, s.Set(context.Background(), key, []byte("0"), 0))
+
+	var (
+		mu          sync.Mutex
+		unavailable int
+		okAfter     = map[int]bool{}
+		restarted   atomic.Bool
+		stop        = make(chan struct{})
+		wg          sync.WaitGroup
+	)
+	step := func(w int) error {
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		defer cancel()
+		it, err := s.Get(ctx, key)
+		if errors.Is(err, trackstore.ErrNotFound) {
+			err = s.Add(ctx, key, []byte("0"), 0) // the restart lost it
+			if errors.Is(err, trackstore.ErrExists) {
+				return nil
+			}
+			return err
+		}
+		if err != nil {
+			return err
+		}
+		n, _ := strconv.Atoi(string(it.Value))
+		it.Value = []byte(strconv.Itoa(n + 1))
+		err = s.CompareAndSwap(ctx, it, 0)
+		if errors.Is(err, trackstore.ErrConflict) || errors.Is(err, trackstore.ErrNotFound) {
+			return nil
+		}
+		return err
+	}
+	for w := 0; w < 8; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				after := restarted.Load()
+				err := step(w)
+				mu.Lock()
+				switch {
+				case err == nil:
+					if after {
+						okAfter[w] = true
+					}
+				case errors.Is(err, trackstore.ErrUnavailable):
+					unavailable++
+				default:
+					t.Errorf("worker %d: unexpected error %v", w, err)
+				}
+				mu.Unlock()
+				if err != nil {
+					time.Sleep(5 * time.Millisecond)
+				}
+			}
+		}()
+	}
+	time.Sleep(200 * time.Millisecond)
+	m.Stop()
+	time.Sleep(300 * time.Millisecond)
+	m.Start()
+	restarted.Store(true)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		mu.Lock()
+		n := len(okAfter)
+		mu.Unlock()
+		if n == 8 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	close(stop)
+	wg.Wait()
+	assert.Positive(t, unavailable, "the outage was seen")
+	assert.Len(t, okAfter, 8, "every worker succeeded again after the restart")
 }
