@@ -45,6 +45,7 @@ func newHarness(t *testing.T, dir string, opts Options) *harness {
 	}
 	sp, err := spool.Open(context.Background(), dir, spool.Options{Now: clock.Now})
 	require.NoError(t, err)
+	t.Cleanup(func() { sp.Close() })
 	h := &harness{t: t, clock: clock, spool: sp, dir: dir, attempt: make(chan attempt), results: make(chan []Result, 100)}
 	opts.Spool, opts.Clock = sp, clock
 	if opts.Deliver == nil {
@@ -352,6 +353,7 @@ func TestRestartResumesHeldAndDeferred(t *testing.T) {
 	a.reply <- all(Deferred, "451", a.rcpts)
 	h1.nextResults()
 	require.NoError(t, h1.sched.Stop(context.Background()))
+	require.NoError(t, h1.spool.Close())
 
 	// A new process: new spool handle, new scheduler, same directory.
 	h2 := newHarness(t, dir, Options{InitialBackoff: 10 * time.Minute})

@@ -14,7 +14,9 @@
 // Put and Open deletes it. Every later change to an envelope (Update,
 // Claim, Recall) is the same write-temp, fsync, rename, fsync-directory
 // sequence, so a reader after a crash sees either the old or the new
-// envelope, never a mixture.
+// envelope, never a mixture. (A power cut between the two renames of a Put
+// that had not yet returned can leave an envelope without its body; Open
+// reports it as damaged. Nothing acknowledged is affected.)
 //
 // # Recall and claim
 //
@@ -55,12 +57,20 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 )
 
 // ErrNotFound: no message with that ID is in the spool (never was, removed,
 // or the ID is malformed).
 var ErrNotFound = errors.New("spool: no such message")
+
+// ErrLocked: another Spool (in this or another process) has the directory
+// open.
+var ErrLocked = errors.New("spool: directory in use by another process")
+
+// ErrClosed: the Spool was closed.
+var ErrClosed = errors.New("spool: closed")
 
 // ErrInvalid: Put was given an envelope that cannot be spooled (no
 // recipients, an empty address, an unknown state).
@@ -71,6 +81,7 @@ const (
 	bodyExt   = ".msg"
 	envExt    = ".env"
 	tmpPrefix = ".tmp-"
+	lockName  = ".lock"
 	// DamagedDir is the subdirectory Open moves damaged messages into.
 	DamagedDir = "damaged"
 )
@@ -124,15 +135,19 @@ type Options struct {
 	Now func() time.Time
 }
 
-// Spool is an open spool directory. It is safe for concurrent use; only one
-// Spool (one process) may have a directory open at a time.
+// Spool is an open spool directory. It is safe for concurrent use. Only one
+// Spool may have a directory open at a time: Open takes an flock on
+// dir/.lock and fails with ErrLocked if another holds it.
 type Spool struct {
 	dir string
 	log *slog.Logger
 	now func() time.Time
 
-	mu      sync.Mutex // guards msgs; never held while waiting for an entry's lock
+	lock *os.File // flock'ed for the Spool's lifetime
+
+	mu      sync.Mutex // guards msgs and closed; never held while waiting for an entry's lock
 	msgs    map[string]*entry
+	closed  bool
 	damaged []Damage
 }
 
@@ -160,10 +175,47 @@ func Open(ctx context.Context, dir string, opts Options) (*Spool, error) {
 	if err := os.MkdirAll(filepath.Join(dir, DamagedDir), 0o700); err != nil {
 		return nil, &Error{Op: "open", Err: err}
 	}
+	lock, err := lockDir(dir)
+	if err != nil {
+		return nil, &Error{Op: "open", Err: err}
+	}
+	s.lock = lock
 	if err := s.recover(ctx); err != nil {
+		lock.Close()
 		return nil, &Error{Op: "open", Err: err}
 	}
 	return s, nil
+}
+
+// lockDir takes an exclusive, non-blocking flock on dir/.lock. The kernel
+// drops it when the process dies, so a kill -9 never leaves a stale lock.
+func lockDir(dir string) (*os.File, error) {
+	f, err := os.OpenFile(filepath.Join(dir, lockName), os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			return nil, ErrLocked
+		}
+		return nil, err
+	}
+	return f, nil
+}
+
+// Close releases the directory; later calls fail with ErrClosed (or
+// ErrNotFound from lookups). Everything acknowledged is already durable,
+// so Close has nothing to flush.
+func (s *Spool) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil
+	}
+	s.closed = true
+	s.msgs = map[string]*entry{}
+	return s.lock.Close()
 }
 
 func (s *Spool) recover(ctx context.Context) error {
@@ -177,7 +229,7 @@ func (s *Spool) recover(ctx context.Context) error {
 	for _, de := range ents {
 		name := de.Name()
 		switch {
-		case de.IsDir():
+		case de.IsDir(), name == lockName:
 		case strings.HasPrefix(name, tmpPrefix):
 			if err := os.Remove(filepath.Join(s.dir, name)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 				return err
@@ -308,6 +360,12 @@ func (s *Spool) Put(ctx context.Context, env *Envelope, body io.Reader) (string,
 	if err := ctx.Err(); err != nil {
 		return "", &Error{Op: "put", Err: err}
 	}
+	s.mu.Lock()
+	closed := s.closed
+	s.mu.Unlock()
+	if closed {
+		return "", &Error{Op: "put", Err: ErrClosed}
+	}
 	e := env.Clone()
 	id, err := s.newID()
 	if err != nil {
@@ -337,6 +395,10 @@ func (s *Spool) Put(ctx context.Context, env *Envelope, body io.Reader) (string,
 		return "", &Error{Op: "put", ID: id, Err: err}
 	}
 	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return "", &Error{Op: "put", ID: id, Err: ErrClosed}
+	}
 	s.msgs[id] = &entry{env: e}
 	s.mu.Unlock()
 	return id, nil

@@ -35,6 +35,7 @@ func openT(t testing.TB, dir string) *Spool {
 	t.Helper()
 	s, err := Open(context.Background(), dir, Options{Now: func() time.Time { return t0 }})
 	require.NoError(t, err)
+	t.Cleanup(func() { s.Close() })
 	return s
 }
 
@@ -69,6 +70,14 @@ func TestPutGetReopen(t *testing.T) {
 	env.Recipients[0].State = Failed
 	env2, _ := s.Get(id)
 	assert.Equal(t, Queued, env2.Recipients[0].State)
+
+	_, err = Open(context.Background(), dir, Options{})
+	require.ErrorIs(t, err, ErrLocked, "a second open of a directory in use fails")
+	require.NoError(t, s.Close())
+	_, err = s.Get(id)
+	require.ErrorIs(t, err, ErrNotFound)
+	_, err = s.Put(ctx, testEnv("b@c"), strings.NewReader("x"))
+	require.ErrorIs(t, err, ErrClosed)
 
 	s2 := openT(t, dir)
 	got, err := s2.Get(id)
@@ -106,7 +115,7 @@ func TestPutBodyErrorLeavesNothing(t *testing.T) {
 	require.ErrorContains(t, err, "client went away")
 	names, _ := os.ReadDir(dir)
 	for _, n := range names {
-		assert.Equal(t, DamagedDir, n.Name(), "left behind: %s", n.Name())
+		assert.Contains(t, []string{DamagedDir, lockName}, n.Name(), "left behind: %s", n.Name())
 	}
 }
 
@@ -124,7 +133,9 @@ func TestUpdateAndRemove(t *testing.T) {
 	_, err = s.Update(ctx, id, func(e *Envelope) error { e.Recipients[0].State = "bogus"; return nil })
 	require.ErrorIs(t, err, ErrInvalid)
 
-	env, err := openT(t, dir).Get(id)
+	require.NoError(t, s.Close())
+	s = openT(t, dir)
+	env, err := s.Get(id)
 	require.NoError(t, err)
 	assert.Equal(t, 7, env.Hops)
 	assert.Equal(t, id, env.ID)
@@ -135,6 +146,7 @@ func TestUpdateAndRemove(t *testing.T) {
 	require.ErrorIs(t, s.Remove(ctx, id), ErrNotFound)
 	_, err = s.Body(id)
 	require.ErrorIs(t, err, ErrNotFound)
+	require.NoError(t, s.Close())
 	assert.Equal(t, 0, openT(t, dir).Len())
 }
 
@@ -177,6 +189,7 @@ func TestRecoverRepairs(t *testing.T) {
 	_, err = s.Update(ctx, good, func(e *Envelope) error { e.Recipients[1].State = Delivered; return nil })
 	require.NoError(t, err)
 
+	require.NoError(t, s.Close())
 	mk := func(name, content string) {
 		require.NoError(t, os.WriteFile(filepath.Join(dir, name), []byte(content), 0o600))
 	}
@@ -221,6 +234,7 @@ func TestRecoverRepairs(t *testing.T) {
 
 	// The requeue was persisted: a third open finds no damage and no
 	// delivering recipient.
+	require.NoError(t, s2.Close())
 	s3 := openT(t, dir)
 	assert.Empty(t, s3.Damaged())
 	env3, _ := s3.Get(good)
@@ -339,6 +353,7 @@ func TestRecallClaimRace(t *testing.T) {
 	require.NoError(t, err)
 	// On disk the same, except that a reopen puts claimed recipients back
 	// to queued (an attempt interrupted by the "crash"); recalls stay.
+	require.NoError(t, s.Close())
 	disk, err := openT(t, dir).Get(id)
 	require.NoError(t, err)
 	for i, r := range env.Recipients {
