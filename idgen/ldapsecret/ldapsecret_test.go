@@ -87,23 +87,25 @@ func TestOutcomes(t *testing.T) {
 		user string
 		want []byte
 		err  error
+		msg  string // tells the cases that share a sentinel apart
 	}{
-		{"alice", aliceSecret, nil},
-		{"ALICE", aliceSecret, nil}, // uid matches case-insensitively (caseIgnoreMatch)
-		{"carol", carolSecret, nil}, // weak, but that is the Generator's decision
-		{weirdUID, weirdSecret, nil},
-		{"bob", nil, idgen.ErrNoSecret},
-		{"eve", nil, idgen.ErrNoSecret},
-		{"dave", nil, idgen.ErrAmbiguous},
-		{"dup", nil, idgen.ErrAmbiguous},
-		{"nobody", nil, idgen.ErrUnknownUser},
-		{"", nil, idgen.ErrUnknownUser},
+		{"alice", aliceSecret, nil, ""},
+		{"ALICE", aliceSecret, nil, ""}, // uid matches case-insensitively (caseIgnoreMatch)
+		{"carol", carolSecret, nil, ""}, // weak, but that is the Generator's decision
+		{weirdUID, weirdSecret, nil, ""},
+		{"bob", nil, idgen.ErrNoSecret, "has no " + testenv.RecallSecretAttr},
+		{"eve", nil, idgen.ErrNoSecret, "has an empty " + testenv.RecallSecretAttr},
+		{"dave", nil, idgen.ErrAmbiguous, "has 2 values"},
+		{"dup", nil, idgen.ErrAmbiguous, "2 entries match"},
+		{"nobody", nil, idgen.ErrUnknownUser, `"nobody"`},
+		{"", nil, idgen.ErrUnknownUser, "empty user name"},
 	} {
 		t.Run(tc.user, func(t *testing.T) {
 			for range 2 { // second time from the cache
 				got, err := src.RecallSecret(context.Background(), tc.user)
 				if tc.err != nil {
 					require.ErrorIs(t, err, tc.err)
+					assert.ErrorContains(t, err, tc.msg)
 					assert.Nil(t, got)
 					continue
 				}
