@@ -378,9 +378,12 @@ func TestRecallClaimRace(t *testing.T) {
 
 // Kill -9 durability. The test binary re-executes itself as a child that
 // Puts messages in a loop and prints "ACK id sha256" only after each Put
-// returns (the moment an SMTP server would send 250). The parent kills it
+// returns (the moment an SMTP server would send 250), claims some earlier
+// messages and recalls others, printing "RECALLED id" only after Recall
+// returns (the moment MTQP would report the recall). The parent kills it
 // with SIGKILL mid-stream, reopens the spool and checks that every
-// acknowledged message is present and intact.
+// acknowledged message is present and intact, that no recipient is left
+// delivering, and that every acknowledged recall is still a recall.
 //
 // A SIGKILL leaves the kernel's page cache intact, so this proves the
 // write/rename protocol (atomicity, recovery, nothing acknowledged before
@@ -418,13 +421,24 @@ func childPutLoop(dir string) int {
 		fmt.Fprintf(w, "ACK %s %s %d\n", id, hex.EncodeToString(sum[:]), i)
 		w.Flush()
 		ids = append(ids, id)
-		if i%2 == 1 {
-			// Also exercise Update durability: claim an earlier message,
-			// which Open must put back to queued.
+		switch i % 4 {
+		case 1:
+			// Update durability: claim an earlier message (even
+			// index), which Open must put back to queued.
 			if _, err := s.ClaimMany(ctx, ids[i/2], nil); err != nil {
 				fmt.Fprintln(os.Stderr, err)
 				return 4
 			}
+		case 3:
+			// Recall durability: recall an earlier message (odd
+			// index) and report it only once Recall has returned.
+			got, err := s.Recall(ctx, ids[i/2], nil)
+			if err != nil || len(got) != 1 {
+				fmt.Fprintln(os.Stderr, "recall:", got, err)
+				return 5
+			}
+			fmt.Fprintf(w, "RECALLED %s\n", ids[i/2])
+			w.Flush()
 		}
 	}
 }
@@ -445,12 +459,22 @@ func TestKill9Durability(t *testing.T) {
 		require.NoError(t, cmd.Start())
 
 		acked := map[string]string{}
+		recalled := map[string]bool{}
+		record := func(line string) {
+			f := strings.Fields(line)
+			switch {
+			case len(f) == 4 && f[0] == "ACK":
+				acked[f[1]] = f[2]
+			case len(f) == 2 && f[0] == "RECALLED":
+				recalled[f[1]] = true
+			default:
+				t.Errorf("bad child line %q", line)
+			}
+		}
 		sc := bufio.NewScanner(out)
 		killAt := 20 + round*15
 		for sc.Scan() {
-			f := strings.Fields(sc.Text())
-			require.Len(t, f, 4)
-			acked[f[1]] = f[2]
+			record(sc.Text())
 			if len(acked) == killAt {
 				require.NoError(t, cmd.Process.Signal(syscall.SIGKILL))
 				break
@@ -458,9 +482,7 @@ func TestKill9Durability(t *testing.T) {
 		}
 		// Lines written before the kill landed are acknowledgements too.
 		for sc.Scan() {
-			if f := strings.Fields(sc.Text()); len(f) == 4 {
-				acked[f[1]] = f[2]
-			}
+			record(sc.Text())
 		}
 		err = cmd.Wait()
 		var ee *exec.ExitError
@@ -469,6 +491,7 @@ func TestKill9Durability(t *testing.T) {
 
 		s := openT(t, dir)
 		assert.Empty(t, s.Damaged())
+		assert.NotEmpty(t, recalled)
 		assert.GreaterOrEqual(t, s.Len(), len(acked))
 		assert.LessOrEqual(t, s.Len(), len(acked)+1, "at most the in-flight put may also have completed")
 		for id, sum := range acked {
@@ -476,6 +499,9 @@ func TestKill9Durability(t *testing.T) {
 			require.NoError(t, err, "acknowledged message %s lost", id)
 			require.Len(t, env.Recipients, 1)
 			assert.NotEqual(t, Delivering, env.Recipients[0].State)
+			if recalled[id] {
+				assert.Equal(t, Recalled, env.Recipients[0].State, "acknowledged recall of %s undone", id)
+			}
 			b := readBody(t, s, id)
 			got := sha256.Sum256([]byte(b))
 			assert.Equal(t, sum, hex.EncodeToString(got[:]), "body of %s damaged", id)
