@@ -43,7 +43,7 @@ const (
 
 // What the write side is holding back.
 const (
-	holdNone = iota
+	holdNone     = iota
 	holdGreeting // post-STARTTLS greeting of the new go-smtp conn: dropped
 	holdEHLO     // EHLO/LHLO reply: buffered until its final line, then rewritten
 )
@@ -658,7 +658,7 @@ func (c *conn) rewriteEHLO(reply []byte) []byte {
 				item += " " + a
 			}
 		}
-		items = append(items, item)
+		items = append(items, noCtl(item))
 	}
 	var b bytes.Buffer
 	for i, it := range items {
@@ -666,16 +666,21 @@ func (c *conn) rewriteEHLO(reply []byte) []byte {
 		if i == len(items)-1 {
 			sep = " "
 		}
-		b.WriteString("250" + sep + strings.Map(noCtl, it) + "\r\n")
+		b.WriteString("250" + sep + it + "\r\n")
 	}
 	return b.Bytes()
 }
 
-func noCtl(r rune) rune {
-	if r < ' ' || r == 0x7f {
-		return ' '
+// noCtl replaces control bytes so that text of the layer's own can never
+// split or end a reply line. Other bytes are left alone.
+func noCtl(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		if c < ' ' || c == 0x7f {
+			b[i] = ' '
+		}
 	}
-	return r
+	return string(b)
 }
 
 // Close implements net.Conn. After a STARTTLS handoff it leaves the

@@ -41,6 +41,7 @@ import (
 	"net"
 	"os"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -238,7 +239,9 @@ func tuneDiff(s *smtp.Server) {
 	s.AllowInsecureAuth = true
 }
 
-func newDiffPair(t testing.TB) *diffPair {
+func newDiffPair(t testing.TB) *diffPair { return newDiffPairExt(t, testExtensions()) }
+
+func newDiffPairExt(t testing.TB, exts []Extension) *diffPair {
 	p := &diffPair{
 		refBE: &recBackend{rejectRcpt: map[string]bool{"bad@example.org": true}},
 		layBE: &recBackend{rejectRcpt: map[string]bool{"bad@example.org": true}},
@@ -249,7 +252,7 @@ func newDiffPair(t testing.TB) *diffPair {
 	ls := smtp.NewServer(p.layBE)
 	tuneDiff(ls)
 	var err error
-	p.lay, err = NewServer(ls, Config{Extensions: testExtensions(), ReadTimeout: -1, WriteTimeout: -1})
+	p.lay, err = NewServer(ls, Config{Extensions: exts, ReadTimeout: -1, WriteTimeout: -1})
 	require.NoError(t, err)
 	go p.ref.Serve(p.refL)
 	go p.lay.Serve(p.layL)
@@ -270,10 +273,18 @@ func (p *diffPair) run(segs []seg, splits *rand.Rand) string {
 	}
 	fc := newFeedConn(segs)
 	p.refL.ch <- fc
-	<-fc.closed
+	select {
+	case <-fc.closed:
+	case <-time.After(time.Minute):
+		return fmt.Sprintf("reference session did not end\ninput: %q\nout: %s", in, fc.output())
+	}
 	mc := &memConn{in: in, splits: splits, closed: make(chan struct{})}
 	p.layL.ch <- mc
-	<-mc.closed
+	select {
+	case <-mc.closed:
+	case <-time.After(time.Minute):
+		return fmt.Sprintf("layer session did not end\ninput: %q\nout: %s", in, mc.output())
+	}
 	refOut := fc.output()
 	layOut := xtestLine.ReplaceAllString(mc.output(), "250 $1\r\n")
 	refMsgs, layMsgs := p.refBE.take(), p.layBE.take()
@@ -584,6 +595,9 @@ func genSession(r *rand.Rand) []seg {
 func TestDifferential(t *testing.T) {
 	p := newDiffPair(t)
 	n := 3000
+	if v, err := strconv.Atoi(os.Getenv("SMTPEXT_DIFF_N")); err == nil {
+		n = v
+	}
 	if testing.Short() {
 		n = 300
 	}
@@ -653,4 +667,46 @@ func TestDifferentialSeed(t *testing.T) {
 	if d := p.run(segs, splits); d != "" {
 		t.Fatal(d)
 	}
+}
+
+// FuzzLayerRaw feeds arbitrary byte streams. The layer has an extension
+// with a keyword but no parameters, so apart from the EHLO keyword it
+// must be transparent: any difference from plain go-smtp (fed one line
+// per read) is a framing desynchronisation.
+func FuzzLayerRaw(f *testing.F) {
+	f.Add([]byte("EHLO x\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\nQUIT\r\n\r\r\n.\r\nRSET\r\n.\r\nQUIT\r\n"), false)
+	f.Add([]byte("EHLO x\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nBDAT 6\r\nQUIT\r\nBDAT 0 LAST\r\nNOOP\r\n"), true)
+	f.Add([]byte("EHLO x\r\nAUTH PLAIN\r\nRSET\r\nAUTH PLAIN\r\nAHVzZXIAc2VjcmV0\r\nBDAT x\r\nabc\r\n"), false)
+	f.Add([]byte("EHLO x\nMAIL FROM:<a@b>\nRCPT TO:<c@d>\nDATA\n.\rX\n.\n\r\n.\r\nBDAT 3 LAST\nab\n"), true)
+	f.Add([]byte("EHLO x\r\n"+strings.Repeat("y", 1999)+"\r\nNOOP\r\n"), false)
+	p := newDiffPairExt(f, []Extension{{Keyword: "XTEST", KeywordArgs: func(ConnInfo) []string { return []string{"1", "2"} }}})
+	f.Fuzz(func(t *testing.T, in []byte, split bool) {
+		var splits *rand.Rand
+		if split {
+			splits = rand.New(rand.NewPCG(uint64(len(in)), 7))
+		}
+		segs := []seg{{raw: in}}
+		if d := p.run(segs, splits); d != "" {
+			t.Fatal(d)
+		}
+	})
+}
+
+// FuzzLayerGenerated drives the session generator (registered parameters,
+// bodies full of command-like lines and dot-stuffing edge cases, BDAT,
+// SASL) from the fuzzer's seeds, with reads split anywhere.
+func FuzzLayerGenerated(f *testing.F) {
+	for i := range uint64(8) {
+		f.Add(i, i%2 == 0)
+	}
+	p := newDiffPair(f)
+	f.Fuzz(func(t *testing.T, seed uint64, split bool) {
+		var splits *rand.Rand
+		if split {
+			splits = rand.New(rand.NewPCG(seed, 2))
+		}
+		if d := p.run(genSession(rand.New(rand.NewPCG(seed, 1))), splits); d != "" {
+			t.Fatal(d)
+		}
+	})
 }

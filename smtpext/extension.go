@@ -177,12 +177,7 @@ func replyFor(err error) *ReplyError {
 // format renders the reply as one line (CR, LF and other controls in the
 // message are replaced so that a reply can never split).
 func (e *ReplyError) format() []byte {
-	msg := strings.Map(func(r rune) rune {
-		if r < ' ' || r == 0x7f {
-			return ' '
-		}
-		return r
-	}, e.Message)
+	msg := noCtl(e.Message)
 	enh := e.Enhanced
 	if enh == [3]int{} {
 		cls := e.Code / 100
