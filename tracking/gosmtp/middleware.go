@@ -110,7 +110,7 @@ type Stats struct {
 
 type counters struct {
 	messages, rejected, fromClient, generated, generatedSHA1, holds atomic.Uint64
-	recorded, foreign, storeFailures, failedClosed, generateErrors atomic.Uint64
+	recorded, foreign, storeFailures, failedClosed, generateErrors  atomic.Uint64
 }
 
 // Middleware wraps an smtp.Backend for one channel: it offers MTRK and
