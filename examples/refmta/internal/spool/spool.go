@@ -42,7 +42,6 @@
 package spool
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/binary"
@@ -407,12 +406,17 @@ func (s *Spool) Put(ctx context.Context, env *Envelope, body io.Reader) (string,
 // writeFile writes r to a temporary file, fsyncs it and renames it to dst.
 // It does not sync the directory.
 func (s *Spool) writeFile(ctx context.Context, dst string, r io.Reader) (int64, error) {
+	return s.writeTemp(dst, func(f *os.File) (int64, error) { return io.Copy(f, ctxReader{ctx, r}) })
+}
+
+// writeTemp is writeFile with the writing done by fill.
+func (s *Spool) writeTemp(dst string, fill func(*os.File) (int64, error)) (int64, error) {
 	f, err := os.CreateTemp(s.dir, tmpPrefix)
 	if err != nil {
 		return 0, err
 	}
 	tmp := f.Name()
-	n, err := io.Copy(f, ctxReader{ctx, r})
+	n, err := fill(f)
 	if err == nil {
 		err = f.Sync()
 	}
@@ -436,7 +440,8 @@ func (s *Spool) writeEnvelope(e *Envelope, syncdir bool) error {
 	if err != nil {
 		return err
 	}
-	if _, err := s.writeFile(context.Background(), s.path(e.ID, envExt), bytes.NewReader(b)); err != nil {
+	write := func(f *os.File) (int64, error) { n, err := f.Write(b); return int64(n), err }
+	if _, err := s.writeTemp(s.path(e.ID, envExt), write); err != nil {
 		return err
 	}
 	if syncdir {
