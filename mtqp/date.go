@@ -36,7 +36,7 @@ var obsZones = map[string]int{
 // letters. The result carries the written offset.
 func ParseDate(v string) (time.Time, error) {
 	s := stripComments(v)
-	s = strings.NewReplacer(",", " , ").Replace(s)
+	s = strings.ReplaceAll(s, ",", " , ")
 	f := strings.Fields(s)
 	if len(f) > 0 && len(f[0]) >= 3 && isAlpha(f[0]) {
 		if _, isMonth := months[strings.ToLower(f[0][:3])]; !isMonth || len(f) > 1 && f[1] == "," {

@@ -54,7 +54,9 @@ type CommandMetrics struct {
 	// Count is how many were answered; Failures how many got a 4xx or 5xx.
 	Count, Failures uint64
 	// Total and Max are the summed and the longest time from reading the
-	// command line to writing the last byte of its reply.
+	// command line to having its reply ready to write (the counters are
+	// updated before the reply is sent, so a client holding a reply sees
+	// it counted).
 	Total, Max time.Duration
 }
 

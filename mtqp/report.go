@@ -269,13 +269,23 @@ func (rc *Recipient) validate() error {
 	return checkExtensions(rc.Extensions)
 }
 
-var knownFields = map[string]bool{}
+var knownNames = [...]string{fOriginalEnvelopeID, fReportingMTA, fArrivalDate, fOriginalRecipient,
+	fFinalRecipient, fAction, fStatus, fRemoteMTA, fLastAttemptDate, fWillRetryUntil}
 
-func init() {
-	for _, n := range []string{fOriginalEnvelopeID, fReportingMTA, fArrivalDate, fOriginalRecipient,
-		fFinalRecipient, fAction, fStatus, fRemoteMTA, fLastAttemptDate, fWillRetryUntil} {
-		knownFields[strings.ToLower(n)] = true
+// canonical returns the canonical spelling of a field RFC 3886 defines,
+// matched case-insensitively, and whether it is one.
+func canonical(n string) (string, bool) {
+	for _, k := range knownNames {
+		if len(k) == len(n) && strings.EqualFold(k, n) {
+			return k, true
+		}
 	}
+	return n, false
+}
+
+func isKnown(n string) bool {
+	_, ok := canonical(n)
+	return ok
 }
 
 func checkExtensions(fs []Field) error {
@@ -283,7 +293,7 @@ func checkExtensions(fs []Field) error {
 		if !isFieldName(f.Name) {
 			return fmt.Errorf("mtqp: bad field name %q", f.Name)
 		}
-		if knownFields[strings.ToLower(f.Name)] {
+		if isKnown(f.Name) {
 			return fmt.Errorf("mtqp: %s is not an extension field", f.Name)
 		}
 		if err := checkValue(f.Name, f.Value, false); err != nil {
@@ -412,24 +422,24 @@ func ParseReport(b []byte) (*Report, error) {
 	r := &Report{}
 	seen := map[string]bool{}
 	for _, f := range groups[0] {
-		key := strings.ToLower(f.Name)
-		if knownFields[key] {
-			if seen[key] {
+		known := isKnown(f.Name) // names were canonicalised by splitGroups
+		if known {
+			if seen[f.Name] {
 				return nil, fmt.Errorf("mtqp: %s repeated", f.Name)
 			}
-			seen[key] = true
+			seen[f.Name] = true
 		}
-		switch key {
-		case strings.ToLower(fOriginalEnvelopeID):
+		switch f.Name {
+		case fOriginalEnvelopeID:
 			r.EnvelopeID = f.Value
-		case strings.ToLower(fReportingMTA):
+		case fReportingMTA:
 			r.ReportingMTA = parseTyped(f.Value, TypeDNS)
-		case strings.ToLower(fArrivalDate):
+		case fArrivalDate:
 			if r.ArrivalDate, err = ParseDate(f.Value); err != nil {
 				return nil, fmt.Errorf("mtqp: Arrival-Date: %w", err)
 			}
 		default:
-			if knownFields[key] {
+			if known {
 				return nil, fmt.Errorf("mtqp: per-recipient field %s in the per-message group", f.Name)
 			}
 			r.Extensions = append(r.Extensions, f)
@@ -453,40 +463,40 @@ func parseRecipient(g []Field) (Recipient, error) {
 	var err error
 	seen := map[string]bool{}
 	for _, f := range g {
-		key := strings.ToLower(f.Name)
-		if knownFields[key] {
-			if seen[key] {
+		known := isKnown(f.Name)
+		if known {
+			if seen[f.Name] {
 				return rc, fmt.Errorf("mtqp: %s repeated", f.Name)
 			}
-			seen[key] = true
+			seen[f.Name] = true
 		}
-		switch key {
-		case strings.ToLower(fOriginalRecipient):
+		switch f.Name {
+		case fOriginalRecipient:
 			rc.OriginalRecipient = parseTyped(f.Value, TypeRFC822)
-		case strings.ToLower(fFinalRecipient):
+		case fFinalRecipient:
 			rc.FinalRecipient = parseTyped(f.Value, TypeRFC822)
-		case strings.ToLower(fAction):
+		case fAction:
 			v := f.Value
 			if i := strings.IndexAny(v, " \t("); i >= 0 {
 				v = v[:i]
 			}
 			rc.Action = Action(strings.ToLower(v))
-		case strings.ToLower(fStatus):
+		case fStatus:
 			if rc.Status, err = ParseStatus(f.Value); err != nil {
 				return rc, err
 			}
-		case strings.ToLower(fRemoteMTA):
+		case fRemoteMTA:
 			rc.RemoteMTA = parseTyped(f.Value, TypeDNS)
-		case strings.ToLower(fLastAttemptDate):
+		case fLastAttemptDate:
 			if rc.LastAttemptDate, err = ParseDate(f.Value); err != nil {
 				return rc, fmt.Errorf("mtqp: Last-Attempt-Date: %w", err)
 			}
-		case strings.ToLower(fWillRetryUntil):
+		case fWillRetryUntil:
 			if rc.WillRetryUntil, err = ParseDate(f.Value); err != nil {
 				return rc, fmt.Errorf("mtqp: Will-Retry-Until: %w", err)
 			}
 		default:
-			if knownFields[key] {
+			if known {
 				return rc, fmt.Errorf("mtqp: per-message field %s in a recipient group", f.Name)
 			}
 			rc.Extensions = append(rc.Extensions, f)
@@ -542,9 +552,7 @@ func splitGroups(b []byte) ([][]Field, error) {
 		if !isFieldName(n) {
 			return nil, fmt.Errorf("mtqp: bad field name %q", truncate(n, 40))
 		}
-		if knownFields[strings.ToLower(n)] {
-			n = canonicalName(n)
-		}
+		n, _ = canonical(n)
 		cur = append(cur, Field{Name: n, Value: string(bytes.Trim(val, " \t"))})
 	}
 	if cur != nil {
@@ -560,14 +568,4 @@ func splitGroups(b []byte) ([][]Field, error) {
 		}
 	}
 	return groups, nil
-}
-
-func canonicalName(n string) string {
-	for _, k := range []string{fOriginalEnvelopeID, fReportingMTA, fArrivalDate, fOriginalRecipient,
-		fFinalRecipient, fAction, fStatus, fRemoteMTA, fLastAttemptDate, fWillRetryUntil} {
-		if strings.EqualFold(k, n) {
-			return k
-		}
-	}
-	return n
 }

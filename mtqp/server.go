@@ -292,6 +292,12 @@ type conn struct {
 
 	mu   sync.Mutex
 	idle bool // waiting for a command line
+
+	// The command being answered, for metrics: send records it before
+	// writing the reply, so a client that has the reply sees it counted.
+	curVerb  string
+	curStart time.Time
+	observed bool
 }
 
 // beginIdle marks the connection as waiting for a command and arms the
@@ -421,9 +427,12 @@ func (c *conn) serve(ctx context.Context) {
 			}
 			continue
 		}
+		c.curVerb, c.curStart, c.observed = cmd.Verb, t0, false
 		code, quit := c.dispatch(ctx, log, cmd)
 		failed := code >= 400
-		s.m.observe(cmd.Verb, time.Since(t0), failed)
+		if !c.observed {
+			s.m.observe(cmd.Verb, time.Since(t0), failed)
+		}
 		if quit {
 			return
 		}
@@ -448,7 +457,7 @@ func (c *conn) dispatch(ctx context.Context, log *slog.Logger, cmd Command) (int
 		if len(cmd.Args) != 0 {
 			return c.send(CodeSyntax, "QUIT takes no parameters")
 		}
-		_ = c.reply(CodeClosing, s.domain()+" Closing connection")
+		c.send(CodeClosing, s.domain()+" Closing connection")
 		return CodeClosing, true
 	case CmdComment:
 		// RFC 3887: COMMENT's text is ignored (logged).
@@ -468,6 +477,10 @@ func (c *conn) dispatch(ctx context.Context, log *slog.Logger, cmd Command) (int
 }
 
 func (c *conn) send(code int, lines ...string) (int, bool) {
+	if !c.observed && c.curVerb != "" {
+		c.observed = true
+		c.srv.m.observe(c.curVerb, time.Since(c.curStart), code >= 400)
+	}
 	if err := c.reply(code, lines...); err != nil {
 		return code, true
 	}
