@@ -96,7 +96,9 @@ func (m *memcacheBackend) Track(ctx context.Context, q Query) (*Report, error) {
 	return ParseReport(it.Value[mtrk.CertifierSize:])
 }
 
-func (m *memcacheBackend) Recall(ctx context.Context, q Query) (*Report, error) { return m.Track(ctx, q) }
+func (m *memcacheBackend) Recall(ctx context.Context, q Query) (*Report, error) {
+	return m.Track(ctx, q)
+}
 
 func startBenchMemcached(b *testing.B, conns int) *memcache.Client {
 	mcd := testenv.StartMemcached(b)
@@ -148,7 +150,7 @@ func benchGet(b *testing.B, conns int) {
 }
 
 // Raw gomemcache Get of the same item, one and 16 at a time.
-func BenchmarkMemcacheGetOneConn(b *testing.B)  { benchGet(b, 1) }
+func BenchmarkMemcacheGetOneConn(b *testing.B) { benchGet(b, 1) }
 func BenchmarkMemcacheGet16Conns(b *testing.B) { benchGet(b, 16) }
 
 func BenchmarkParseReport(b *testing.B) {
