@@ -1,6 +1,7 @@
 package gosmtp
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/tls"
@@ -12,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -77,7 +79,7 @@ type recSession struct {
 func (s *recSession) AuthMechanisms() []string { return []string{sasl.Plain} }
 func (s *recSession) Auth(mech string) (sasl.Server, error) {
 	return sasl.NewPlainServer(func(identity, username, password string) error {
-		if username != testUser || password != testPass || identity != "" && identity != username {
+		if username != testUser && username != "bob" || password != testPass || identity != "" && identity != username {
 			return smtp.ErrAuthFailed
 		}
 		s.user = username
@@ -327,4 +329,53 @@ func testMessage(msgID, date string) string {
 	}
 	b.WriteString("From: alice@example.test\r\nTo: bob@example.test\r\nSubject: test\r\n\r\nHello.\r\n.dot line\r\nMAIL FROM:<x@y>\r\n")
 	return b.String()
+}
+
+// rawClient is a scripted raw-socket SMTP/LMTP client, for what smtplib
+// cannot do (LMTP per-recipient replies, pipelining).
+type rawClient struct {
+	t  testing.TB
+	c  net.Conn
+	br *bufio.Reader
+}
+
+func dialRaw(t testing.TB, addr string) *rawClient {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	require.NoError(t, err)
+	t.Cleanup(func() { c.Close() })
+	_ = c.SetDeadline(time.Now().Add(30 * time.Second))
+	rc := &rawClient{t: t, c: c, br: bufio.NewReader(c)}
+	rc.reply() // greeting
+	return rc
+}
+
+// send writes s as it is (several pipelined commands at once if wanted).
+func (rc *rawClient) send(s string) {
+	rc.t.Helper()
+	_, err := io.WriteString(rc.c, s)
+	require.NoError(rc.t, err)
+}
+
+// reply reads one (possibly multi-line) reply and returns its lines.
+func (rc *rawClient) reply() []string {
+	rc.t.Helper()
+	var lines []string
+	for {
+		ln, err := rc.br.ReadString('\n')
+		require.NoError(rc.t, err, "after %q", lines)
+		ln = strings.TrimRight(ln, "\r\n")
+		lines = append(lines, ln)
+		if len(ln) < 4 || ln[3] != '-' {
+			return lines
+		}
+	}
+}
+
+// code reads one reply and returns its code.
+func (rc *rawClient) code() int {
+	rc.t.Helper()
+	lines := rc.reply()
+	n, _ := strconv.Atoi(lines[len(lines)-1][:3])
+	return n
 }
