@@ -3,6 +3,7 @@ package smtpext
 import (
 	"bufio"
 	"crypto/tls"
+	"encoding/base64"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -264,3 +265,5 @@ func codesOnly(out string) string {
 	}
 	return b.String()
 }
+
+func base64Std(b []byte) string { return base64.StdEncoding.EncodeToString(b) }
