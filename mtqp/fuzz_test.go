@@ -23,6 +23,7 @@ func FuzzParseReport(f *testing.F) {
 	f.Add([]byte(canonicalSample))
 	f.Add([]byte("Original-Envelope-Id: e\nReporting-MTA: h\n\nFinal-Recipient: a@b\nAction: transferred\nStatus: 2.1.9\nRemote-MTA: dns; mta2\n"))
 	f.Add([]byte("Original-Envelope-Id: e\r\nReporting-MTA: dns;\r\n  h\r\nX-A: " + strings.Repeat("w ", 60) + "\r\n\r\nFinal-Recipient: rfc822; a@b\r\nAction: failed\r\nStatus: 5.1.1\r\nLast-Attempt-Date: 4 Dec 26 09:30 EST\r\n"))
+	f.Add([]byte("Original-Envelope-Id: e\nReporting-MTA: dns; h\nX-A: " + strings.Repeat("abc  ", 190) + "\n\t" + strings.Repeat("z", 900) + "\n\nFinal-Recipient: rfc822; a@b\nAction: failed\nStatus: 5.0.0\n"))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		r, err := ParseReport(b)
 		if err != nil {

@@ -191,10 +191,19 @@ func (r *Report) Format() ([]byte, error) {
 }
 
 // AppendFormat appends the canonical form of the report to dst.
-func (r *Report) AppendFormat(dst []byte) ([]byte, error) {
+// A report with a line over 998 characters after folding (a very long
+// value without white space) is refused: RFC 5322 section 2.1.1's limit,
+// which also keeps every line of a TRACK reply within MTQP's.
+func (r *Report) AppendFormat(dst []byte) (_ []byte, err error) {
 	if err := r.Validate(); err != nil {
 		return dst, err
 	}
+	start := len(dst)
+	defer func() {
+		if err == nil {
+			err = checkLineLengths(dst[start:])
+		}
+	}()
 	dst = appendField(dst, fOriginalEnvelopeID, r.EnvelopeID)
 	dst = appendField(dst, fReportingMTA, r.ReportingMTA.String())
 	if !r.ArrivalDate.IsZero() {
@@ -526,6 +535,9 @@ func splitGroups(b []byte) ([][]Field, error) {
 	lines := bytes.Split(b, []byte("\n"))
 	for i, l := range lines {
 		l = bytes.TrimSuffix(l, []byte("\r"))
+		if len(l) > MaxLineLength {
+			return nil, fmt.Errorf("mtqp: line %d longer than %d characters", i+1, MaxLineLength)
+		}
 		if i == len(lines)-1 && len(l) == 0 {
 			break
 		}
@@ -568,4 +580,23 @@ func splitGroups(b []byte) ([][]Field, error) {
 		}
 	}
 	return groups, nil
+}
+
+// checkLineLengths enforces the 998-character line limit on formatted
+// output.
+func checkLineLengths(b []byte) error {
+	for len(b) > 0 {
+		i := bytes.IndexByte(b, '\n')
+		if i < 0 {
+			i = len(b)
+		}
+		if n := len(bytes.TrimSuffix(b[:i], []byte("\r"))); n > MaxLineLength {
+			return fmt.Errorf("mtqp: formatted line of %d characters (limit %d)", n, MaxLineLength)
+		}
+		if i == len(b) {
+			break
+		}
+		b = b[i+1:]
+	}
+	return nil
 }

@@ -225,3 +225,18 @@ func TestRecallStatusField(t *testing.T) {
 	assert.Equal(t, RecallTooLate, rc.RecallStatus())
 	assert.Len(t, rc.Extensions, 1)
 }
+
+func TestLineLimit(t *testing.T) {
+	r := sampleReport("e", "h")
+	r.Extensions = []Field{{"X-Huge", strings.Repeat("x", MaxLineLength)}}
+	_, err := r.Format()
+	assert.Error(t, err, "a value that cannot be folded under 998 characters is refused")
+	r.Extensions = []Field{{"X-Huge", strings.Repeat("word ", 400) + "end"}}
+	b, err := r.Format()
+	require.NoError(t, err, "a long value with white space folds")
+	p, err := ParseReport(b)
+	require.NoError(t, err)
+	assert.Equal(t, r.Extensions, p.Extensions)
+	_, err = ParseReport([]byte("Original-Envelope-Id: " + strings.Repeat("e", 1000) + "\nReporting-MTA: dns; h\n\nFinal-Recipient: rfc822; a@b\nAction: failed\nStatus: 5.0.0\n"))
+	assert.Error(t, err)
+}

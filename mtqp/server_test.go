@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/msgtrack/msgtrack/internal/testenv"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"golang.org/x/time/rate"
@@ -632,4 +633,36 @@ func TestClientContextDeadline(t *testing.T) {
 	// The connection is unusable afterwards and says so.
 	_, err = c.Track(ctxT(t), "env-1", testSecret)
 	assert.Error(t, err)
+}
+
+func TestListenAndServe(t *testing.T) {
+	b := newMapBackend()
+	b.add("env-1", testSecret, sampleReport("env-1", "h"))
+	addr := "127.0.0.1:" + itoa(testenv.FreePort(t))
+	s := &Server{Backend: b, Addr: addr, Domain: "h", DisableRecall: true}
+	done := make(chan error, 1)
+	go func() { done <- s.ListenAndServe() }()
+	ctx := ctxT(t)
+	var c *Client
+	require.Eventually(t, func() bool {
+		var err error
+		c, err = Dial(ctx, addr)
+		return err == nil
+	}, 10*time.Second, 10*time.Millisecond)
+	_, err := c.Track(ctx, "env-1", testSecret)
+	require.NoError(t, err)
+	// RECALL is not offered: the client refuses without sending it.
+	_, err = c.Recall(ctx, "env-1", testSecret)
+	assert.ErrorContains(t, err, OptionRecall)
+	assert.Len(t, b.queries(), 1)
+	c.Close()
+	require.NoError(t, s.Shutdown(ctx))
+	assert.ErrorIs(t, <-done, ErrServerClosed)
+	assert.ErrorIs(t, s.Serve(loopbackListener(t)), ErrServerClosed, "a shut-down server does not serve again")
+}
+
+func loopbackListener(t testing.TB) net.Listener {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	return l
 }
