@@ -372,9 +372,11 @@ func (g Greeting) Lines() []string {
 	return append([]string{first}, g.Options...)
 }
 
-// ParseGreeting interprets a greeting reply.
+// ParseGreeting interprets a greeting reply. Any 2xx code is accepted (the
+// server sends CodeGreeting; a client stays tolerant while the code is
+// UNVERIFIED), anything else is returned as a *ReplyError (421: busy).
 func ParseGreeting(r Reply) (Greeting, error) {
-	if r.Code != CodeGreeting {
+	if r.Code < 200 || r.Code > 299 {
 		return Greeting{}, &ReplyError{Code: r.Code, Lines: r.Lines}
 	}
 	if len(r.Lines) == 0 || r.Lines[0] == "" {

@@ -239,7 +239,7 @@ func (s *Server) reject(nc net.Conn) {
 // Shutdown stops accepting, lets every command already read finish and
 // send its answer, closes idle connections with 421, and waits for all
 // connections to end or ctx to be done (then it closes them, like Close,
-// and returns ctx's error).
+// and returns ctx's error at once).
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.init()
 	s.mu.Lock()
@@ -258,8 +258,10 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		s.cancel()
 		return nil
 	case <-ctx.Done():
+		// Close cancels the Backend calls' contexts and closes every
+		// connection; a Backend that ignores its context may still be
+		// running when Shutdown returns.
 		s.Close()
-		<-done
 		return ctx.Err()
 	}
 }

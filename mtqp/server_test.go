@@ -331,6 +331,10 @@ func TestRateLimitFailures(t *testing.T) {
 	var re *ReplyError
 	require.ErrorAs(t, err, &re)
 	assert.Equal(t, CodeRateLimited, re.Code, "even the right secret is refused once the budget is spent")
+	assert.True(t, re.Temporary())
+	code, msg := re.MTQPReply()
+	assert.Equal(t, CodeRateLimited, code)
+	assert.Equal(t, textRateLimited, msg)
 	assert.Equal(t, n, len(b.queries()), "a refused query never reaches the backend")
 	// A new connection from the same address is limited too.
 	c2, err := Dial(ctx, addr)
@@ -476,9 +480,11 @@ func TestShutdownDeadlineForcesClose(t *testing.T) {
 	cancel()
 	done := make(chan error, 1)
 	go func() { done <- s.Shutdown(ctx) }()
-	// The backend call is blocked; forced close returns once it is released.
-	b.block <- struct{}{}
+	// The backend call is still blocked; the forced close returns anyway
+	// and the connection is closed under the client.
 	assert.ErrorIs(t, <-done, context.Canceled)
+	_, err = net.Dial("tcp", addr)
+	assert.Error(t, err, "listener closed")
 }
 
 func TestConcurrentClients(t *testing.T) {
