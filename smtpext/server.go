@@ -96,7 +96,7 @@ type ListenerConfig struct {
 
 // Stats are counters a caller can read and publish.
 type Stats struct {
-	Accepted       uint64 // client sockets accepted
+	Accepted       uint64 // client sockets admitted (within MaxConnections)
 	Rejected       uint64 // refused because of MaxConnections
 	Active         int    // client sockets open now
 	Handshakes     uint64 // successful TLS handshakes
