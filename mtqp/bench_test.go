@@ -2,6 +2,7 @@ package mtqp
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"strings"
 	"sync"
@@ -193,6 +194,41 @@ func BenchmarkReadCommand(b *testing.B) {
 			b.Fatal(err)
 		}
 		if _, err := ParseTrackArgs(cmd.Args); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// The client's side of a TRACK answer: read the reply, split and parse it.
+func BenchmarkReadReportReply(b *testing.B) {
+	body, err := sampleReport("env-1", "bench.test").Format()
+	require.NoError(b, err)
+	wire := AppendReply(nil, CodeOK, reportLines(body, "End of report")...)
+	in := bytes.NewReader(nil)
+	r := bufio.NewReader(in)
+	b.ReportAllocs()
+	b.SetBytes(int64(len(wire)))
+	for i := 0; i < b.N; i++ {
+		in.Reset(wire)
+		r.Reset(in)
+		rep, err := ReadReply(r, maxReplyLines)
+		if err != nil {
+			b.Fatal(err)
+		}
+		raw, err := splitReportReply(rep)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := ParseReport(raw); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkParseDate(b *testing.B) {
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		if _, err := ParseDate("Fri, 4 Dec 2026 09:30:00 +0100"); err != nil {
 			b.Fatal(err)
 		}
 	}

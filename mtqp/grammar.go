@@ -379,10 +379,14 @@ func ParseGreeting(r Reply) (Greeting, error) {
 	if r.Code < 200 || r.Code > 299 {
 		return Greeting{}, &ReplyError{Code: r.Code, Lines: r.Lines}
 	}
-	if len(r.Lines) == 0 || r.Lines[0] == "" {
+	first := ""
+	if len(r.Lines) > 0 {
+		first = strings.TrimLeft(r.Lines[0], " \t")
+	}
+	dom, text, _ := strings.Cut(first, " ")
+	if dom == "" {
 		return Greeting{}, errors.New("mtqp: greeting without a domain")
 	}
-	dom, text, _ := strings.Cut(r.Lines[0], " ")
 	return Greeting{Domain: dom, Text: text, Options: append([]string(nil), r.Lines[1:]...)}, nil
 }
 
