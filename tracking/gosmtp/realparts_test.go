@@ -167,7 +167,9 @@ func TestTrackingGenerate(t *testing.T) {
 			date := "Sat, 1 Aug 2026\r\n 12:34:56 +0200"
 			msgA := testMessage("<gen-a@client.test>", date)
 			msgNoID := testMessage("", "Sun, 2 Aug 2026 08:00:00 +0000")
-			tx := func(msg string) pyTx { return pyTx{From: "alice@example.test", To: []string{"bob@example.test"}, Msg: msg} }
+			tx := func(msg string) pyTx {
+				return pyTx{From: "alice@example.test", To: []string{"bob@example.test"}, Msg: msg}
+			}
 
 			res := runPython(t, h, pyConfig{StartTLS: true, User: testUser, Password: testPass, Transactions: []pyTx{tx(msgA), tx(msgNoID)}})
 			res2 := runPython(t, h, pyConfig{StartTLS: true, User: "bob", Password: testPass, Transactions: []pyTx{tx(msgA)}})
