@@ -3,10 +3,9 @@ package smtpext
 import (
 	"bufio"
 	"crypto/tls"
-	"encoding/base64"
 	"crypto/x509"
+	"encoding/base64"
 	"errors"
-	"fmt"
 	"io"
 	"net"
 	"strconv"
@@ -256,14 +255,6 @@ func replyCodes(out string) []string {
 		codes = append(codes, code)
 	}
 	return codes
-}
-
-func codesOnly(out string) string {
-	var b strings.Builder
-	for _, c := range replyCodes(out) {
-		fmt.Fprintf(&b, "%s\n", strings.Fields(c)[0])
-	}
-	return b.String()
 }
 
 func base64Std(b []byte) string { return base64.StdEncoding.EncodeToString(b) }
