@@ -33,7 +33,8 @@ type Query struct {
 	Command string
 	// EnvID is the envelope ID (xtext-decoded).
 	EnvID string
-	// Secret is the tracking secret A as presented. Never log it.
+	// Secret is the tracking secret A as presented. Never log it, and do
+	// not keep it: the server zeroes it when the call returns.
 	Secret []byte
 	// RemoteAddr is the client's address.
 	RemoteAddr net.Addr

@@ -562,6 +562,7 @@ func (c *conn) query(ctx context.Context, log *slog.Logger, cmd Command) (int, b
 		rep, err = s.Backend.Track(qctx, q)
 	}
 	cancel()
+	clear(args.Secret) // the secret lives no longer than the query
 	if err == nil && rep == nil {
 		err = ErrNotFound
 	}
