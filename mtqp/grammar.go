@@ -427,6 +427,29 @@ func reportLines(body []byte, final string) []string {
 	return append(lines, final)
 }
 
+// appendReportReply appends the wire form of a TRACK/RECALL success reply
+// for a formatted report body (CRLF lines) directly, the same bytes as
+// AppendReply(dst, CodeOK, reportLines(body, final)...).
+func appendReportReply(dst, body []byte, final string) []byte {
+	dst = append(dst, "250-"+reportHeader+"\r\n250-\r\n"...)
+	for len(body) > 0 {
+		i := bytes.Index(body, []byte("\r\n"))
+		if i < 0 {
+			i = len(body)
+		}
+		dst = append(dst, "250-"...)
+		dst = append(dst, body[:i]...)
+		dst = append(dst, '\r', '\n')
+		if i == len(body) {
+			break
+		}
+		body = body[i+2:]
+	}
+	dst = append(dst, "250 "...)
+	dst = append(dst, final...)
+	return append(dst, '\r', '\n')
+}
+
 // splitReportReply extracts the raw report body (CRLF line endings) from a
 // TRACK or RECALL success reply.
 func splitReportReply(r Reply) ([]byte, error) {

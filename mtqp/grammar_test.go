@@ -123,6 +123,7 @@ func TestReportReplyFraming(t *testing.T) {
 	lines := reportLines(body, "End of report")
 	assert.Equal(t, reportHeader, lines[0])
 	assert.Equal(t, "", lines[1])
+	assert.Equal(t, string(AppendReply(nil, CodeOK, lines...)), string(appendReportReply(nil, body, "End of report")))
 	raw, err := splitReportReply(Reply{Code: 250, Lines: lines})
 	require.NoError(t, err)
 	assert.Equal(t, canonicalSample, string(raw))

@@ -300,6 +300,8 @@ type conn struct {
 	curVerb  string
 	curStart time.Time
 	observed bool
+
+	buf []byte // reused for report replies
 }
 
 // beginIdle marks the connection as waiting for a command and arms the
@@ -478,11 +480,25 @@ func (c *conn) dispatch(ctx context.Context, log *slog.Logger, cmd Command) (int
 	return c.send(CodeUnknownCommand, textUnknown)
 }
 
-func (c *conn) send(code int, lines ...string) (int, bool) {
+// sendBytes writes a reply already in wire form.
+func (c *conn) sendBytes(code int, wire []byte) (int, bool) {
+	c.markObserved(code)
+	_ = c.rw.SetWriteDeadline(c.deadline())
+	if _, err := c.rw.Write(wire); err != nil {
+		return code, true
+	}
+	return code, false
+}
+
+func (c *conn) markObserved(code int) {
 	if !c.observed && c.curVerb != "" {
 		c.observed = true
 		c.srv.m.observe(c.curVerb, time.Since(c.curStart), code >= 400)
 	}
+}
+
+func (c *conn) send(code int, lines ...string) (int, bool) {
+	c.markObserved(code)
 	if err := c.reply(code, lines...); err != nil {
 		return code, true
 	}
@@ -585,13 +601,19 @@ func (c *conn) query(ctx context.Context, log *slog.Logger, cmd Command) (int, b
 		logq(CodeLocalError, err.Error())
 		return c.send(CodeLocalError, textLocalError)
 	}
-	body, err := rep.Format()
+	buf := c.buf[:0]
+	buf, err = rep.AppendFormat(buf)
 	if err != nil {
 		logq(CodeLocalError, "bad report: "+err.Error())
 		return c.send(CodeLocalError, textLocalError)
 	}
+	n := len(buf)
+	buf = appendReportReply(buf, buf[:n], "End of report")
+	if cap(buf) <= 64<<10 {
+		c.buf = buf // keep a modest buffer for the next answer
+	}
 	logq(CodeOK, "ok")
-	return c.send(CodeOK, reportLines(body, "End of report")...)
+	return c.sendBytes(CodeOK, buf[n:])
 }
 
 // sanitizeText keeps a Backend's message to one printable line.
