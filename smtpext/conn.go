@@ -12,6 +12,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/emersion/go-smtp"
 )
@@ -398,10 +400,16 @@ func (c *conn) envelope(line []byte, arg string, rcpt bool) (bool, error) {
 			}
 		}
 	}
-	c.setCurrent(params, env.addr)
 	if !strip {
+		c.setCurrent(params, env.addr)
 		return c.pass(line, kind)
 	}
+	if r, _ := utf8.DecodeLastRuneInString(env.path); unicode.IsSpace(r) {
+		// go-smtp would trim this character once the parameters behind it
+		// are gone and see another address: refuse rather than guess.
+		return false, c.reply(&ReplyError{Code: 501, Enhanced: [3]int{5, 5, 2}, Message: "Syntax error in address"})
+	}
+	c.setCurrent(params, env.addr)
 	var nb bytes.Buffer
 	if rcpt {
 		nb.WriteString("RCPT TO:")
