@@ -35,6 +35,14 @@ var obsZones = map[string]int{
 // the zone names UT, GMT, EST/EDT, CST/CDT, MST/MDT, PST/PDT and military
 // letters. The result carries the written offset.
 func ParseDate(v string) (time.Time, error) {
+	// Fast path for the canonical form FormatDate writes.
+	if t, err := time.Parse(dateLayout, v); err == nil && len(v) <= 40 {
+		_, off := t.Zone()
+		t = time.Date(t.Year(), t.Month(), t.Day(), t.Hour(), t.Minute(), t.Second(), 0, zone(off))
+		if FormatDate(t) == v {
+			return t, nil
+		}
+	}
 	s := stripComments(v)
 	s = strings.ReplaceAll(s, ",", " , ")
 	f := strings.Fields(s)
