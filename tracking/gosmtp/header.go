@@ -24,12 +24,12 @@ type headerReader struct {
 func (h *headerReader) readHeader(limit int) {
 	chunk := 4096
 	for {
-		if end := headerEnd(h.buf); end >= 0 {
+		if end := headerEnd(h.buf); end >= 0 && end <= limit {
 			h.parse(h.buf[:end])
 			return
 		}
 		if len(h.buf) >= limit {
-			h.parse(h.buf[:limit])
+			h.parse(wholeFields(h.buf, limit))
 			return
 		}
 		if cap(h.buf)-len(h.buf) < chunk {
@@ -73,6 +73,19 @@ func headerEnd(b []byte) int {
 		}
 		off = p
 	}
+}
+
+// wholeFields returns the longest prefix of b within limit bytes that ends
+// at the end of a field: at a line end followed (in b) by a byte that does
+// not continue the field. A field cut by the limit is left out rather than
+// read truncated.
+func wholeFields(b []byte, limit int) []byte {
+	for p := min(limit, len(b)) - 1; p >= 0; p-- {
+		if b[p] == '\n' && p+1 < len(b) && b[p+1] != ' ' && b[p+1] != '\t' {
+			return b[:p+1]
+		}
+	}
+	return nil
 }
 
 // parse finds the first Message-ID and Date fields of hdr and keeps their
