@@ -2,8 +2,6 @@ package gosmtp
 
 import (
 	"context"
-	"errors"
-	"strings"
 	"testing"
 	"time"
 
@@ -290,7 +288,3 @@ func TestRequireEnvelopeID(t *testing.T) {
 	require.Len(t, h.be.messages(), 1)
 	assert.Equal(t, "q", h.be.messages()[0].Tracking.EnvelopeID)
 }
-
-// keep imports used while the file grows
-var _ = errors.New
-var _ = strings.Contains
