@@ -73,6 +73,7 @@ func run(args []string, stderr io.Writer) int {
 		localDoms   = fs.String("local-domains", "localhost", "comma-separated domains delivered to Maildir")
 		usersFile   = fs.String("users", "", "users file, name:password lines ($2... is bcrypt); the local mailboxes and AUTH PLAIN")
 		aliasesFile = fs.String("aliases", "", "aliases file (\"name: a, b\"; \"list name: ...\" marks a mailing list)")
+		mxInternal  = fs.Bool("mx-internal", false, "the MX listener receives mail from other MTAs of this deployment (sharing -store): tracked arrivals join the sender's record as a further hop")
 		relay       = fs.String("relay", "", "host:port to relay mail for other domains to (empty: such mail fails with 5.4.4)")
 		maxHold     = fs.Duration("max-hold", mta.DefaultMaxHold, "FUTURERELEASE max-future-release-interval")
 		options     = fs.String("options", "", "MTA option file (option.dat: tracking_mode, memcache_host, log_tracking, ...)")
@@ -114,7 +115,7 @@ func run(args []string, stderr io.Writer) int {
 	cfg := mta.Config{
 		MXAddr: *mx, SubmissionAddr: *submission, MTQPAddr: *mtqpAddr,
 		Hostname: *hostname, SpoolDir: *spoolDir, MaildirRoot: *maildirDir,
-		UsersFile: *usersFile, AliasesFile: *aliasesFile, Relay: *relay,
+		InternalMX: *mxInternal, UsersFile: *usersFile, AliasesFile: *aliasesFile, Relay: *relay,
 		MaxHold: *maxHold, TLSCert: *tlsCert, TLSKey: *tlsKey,
 		MaxLifetime: *lifetime, InitialBackoff: *backoff, PollInterval: *poll,
 		Logger: log,

@@ -165,6 +165,13 @@ type Config struct {
 	UsersFile string
 	// AliasesFile defines aliases and lists (package aliases format).
 	AliasesFile string
+	// InternalMX marks the MX listener as receiving mail from other MTAs
+	// of the same deployment (sharing the store): an arrival with MTRK
+	// then joins the existing record as a further hop
+	// (tracking.Accept.Internal). Leave it off on an MX that faces the
+	// Internet: there an arrival always starts a record of its own.
+	// Submission is never internal.
+	InternalMX bool
 	// Relay is host:port for mail to other domains; empty fails such mail
 	// permanently (5.4.4, no route).
 	Relay string
@@ -327,7 +334,7 @@ func New(ctx context.Context, cfg Config) (_ *MTA, err error) {
 	mwOpts := func(ch channelopts.Channel, submission bool) gosmtp.Options {
 		o := gosmtp.Options{
 			Engine: m.engine, Generator: gen, MTA: cfg.Options, Submission: submission,
-			Internal: ch.Disposition == channelopts.Internal,
+			Internal: !submission && m.cfg.InternalMX,
 			Hostname: m.hostname, Logger: m.log,
 			QueueID: func() string { return newID() + "@" + m.hostname },
 		}
