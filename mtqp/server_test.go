@@ -298,6 +298,12 @@ func TestStartTLSDiscardsPipelined(t *testing.T) {
 	g, err := ReadReply(tr, 10)
 	require.NoError(t, err)
 	assert.Equal(t, CodeGreeting, g.Code, "first thing under TLS is the greeting, not an answer to injected commands")
+	// Out of sequence: STARTTLS again.
+	_, err = tc.Write([]byte("STARTTLS\r\n"))
+	require.NoError(t, err)
+	again, err := ReadReply(tr, 10)
+	require.NoError(t, err)
+	assert.Equal(t, CodeBadSequence, again.Code)
 	_, err = tc.Write([]byte("QUIT\r\n"))
 	require.NoError(t, err)
 	q, err := ReadReply(tr, 10)
