@@ -678,3 +678,17 @@ func loopbackListener(t testing.TB) net.Listener {
 	require.NoError(t, err)
 	return l
 }
+
+// A client that asks for TLS and then says nothing is dropped at the idle
+// deadline, not held forever in the handshake.
+func TestStartTLSHandshakeDeadline(t *testing.T) {
+	srvTLS, _ := testTLS(t, "mta1.test")
+	s, _, addr := newTestServer(t, func(s *Server) { s.TLSConfig = srvTLS; s.IdleTimeout = 100 * time.Millisecond })
+	c := dialRaw(t, addr)
+	c.reply()
+	rep, _ := c.do("STARTTLS")
+	require.Equal(t, CodeReadyTLS, rep.Code)
+	_, err := c.r.ReadByte()
+	assert.Error(t, err, "connection closed during the silent handshake")
+	assert.Eventually(t, func() bool { return s.Metrics().TLSFailures == 1 }, 5*time.Second, 5*time.Millisecond)
+}
