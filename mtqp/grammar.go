@@ -10,7 +10,9 @@ package mtqp
 // "UNVERIFIED" below follow /work/shared/SPEC.md and the SMTP conventions
 // (RFC 5321 section 4.2, RFC 3207) that MTQP explicitly borrows; they must
 // be checked against RFC 3887 before the package is called conformant.
-// Points marked "confirmed" were seen in a summary of RFC 3887.
+// Points marked "confirmed" were seen in a summary of RFC 3887. The RFC
+// 3887 section numbers cited here could not be checked either: treat
+// them as pointers to look up, not as verified references.
 
 import (
 	"bufio"
