@@ -304,7 +304,7 @@ func spoolRcpt(n *aliasing.Node, orig rcpt, parent string) spool.Recipient {
 	}
 	switch {
 	case orig.opts.OriginalRecipient != "":
-		t := string(orig.opts.OriginalRecipientType)
+		t := strings.ToLower(string(orig.opts.OriginalRecipientType))
 		if t == "" {
 			t = "rfc822"
 		}
