@@ -84,7 +84,16 @@ func validHostName(h string) bool {
 	if h == "" || len(h) > 253 {
 		return false
 	}
-	for _, l := range strings.Split(h, ".") {
+	for len(h) > 0 {
+		l := h
+		if i := strings.IndexByte(h, '.'); i >= 0 {
+			l, h = h[:i], h[i+1:]
+			if h == "" {
+				return false // empty last label ("a." was trimmed by normHost)
+			}
+		} else {
+			h = ""
+		}
 		if l == "" || len(l) > 63 || l[0] == '-' || l[len(l)-1] == '-' {
 			return false
 		}

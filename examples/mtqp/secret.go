@@ -166,7 +166,16 @@ func headerFields(b []byte) (msgID, date string, err error) {
 	if strings.TrimSpace(msgID) == "" {
 		return "", "", errors.New("the header has no Message-ID field")
 	}
-	return msgID, m.Header.Get("Date"), nil
+	date = m.Header.Get("Date")
+	// A stray CR (a file cut after one, say) survives the header reader;
+	// idgen would refuse it later with a less helpful message.
+	if _, err := idgen.Canonical(msgID); err != nil {
+		return "", "", fmt.Errorf("the Message-ID field: %w", err)
+	}
+	if _, err := idgen.Canonical(date); err != nil {
+		return "", "", fmt.Errorf("the Date field: %w", err)
+	}
+	return msgID, date, nil
 }
 
 // decodeBase64 accepts standard base64 with or without padding, and
