@@ -182,7 +182,8 @@ Referrals (track only):
   -max-hops N        deepest referral followed (default 5)
 
 Output (default: a table of recipients):
-  -json              one JSON object (schema 1: see 'go doc' of this command)
+  -json              one JSON object (schema 1, documented by
+                     go doc github.com/msgtrack/msgtrack/examples/mtqp)
   -raw               the message/tracking-status body exactly as received
 
 Exit status: 0 answered, 1 not answered (not found or wrong secret,

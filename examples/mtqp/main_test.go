@@ -76,6 +76,29 @@ func splitCells(row string) []string {
 	return cells
 }
 
+// TestSecretIsNeverPrinted: neither a table, JSON, raw output nor a
+// failure's reason shows the secret.
+func TestSecretIsNeverPrinted(t *testing.T) {
+	be := newMapBackend()
+	secret := newSecret(t)
+	be.add("env-1", secret, sampleReport("env-1"), nil)
+	s := startServer(t, be, serverOpts{tls: true})
+	wrong := newSecret(t)
+	for _, args := range [][]string{
+		{"track", "-secret", secret.String()},
+		{"track", "-json", "-secret", secret.String()},
+		{"recall", "-raw", "-secret", secret.String()},
+		{"track", "-secret", wrong.String()},
+		{"track", "-secret", secret.String(), "-timeout", "-1s"},
+	} {
+		r := runCLI(t, nil, append(args, "-server", s.addr, "-ca", s.caFile, "-envid", "env-1")...)
+		for _, sec := range []mtrk.Secret{secret, wrong} {
+			assert.NotContains(t, r.stdout+r.stderr, sec.String(), "%v", args)
+			assert.NotContains(t, r.stdout+r.stderr, mtrkPadded(sec), "%v", args)
+		}
+	}
+}
+
 func TestCertificateVerification(t *testing.T) {
 	be := newMapBackend()
 	secret := newSecret(t)

@@ -150,6 +150,7 @@ func (a *answer) json() jsonOutput {
 func (a *answer) writeJSON(w io.Writer) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
+	enc.SetEscapeHTML(false) // addresses keep their "<" and ">" readable
 	return enc.Encode(a.json())
 }
 
