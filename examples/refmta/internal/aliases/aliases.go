@@ -36,11 +36,10 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"github.com/msgtrack/msgtrack/examples/refmta/internal/fsutil"
 	"io"
-	"os"
 	"slices"
 	"strings"
-	"sync/atomic"
 	"unicode"
 )
 
@@ -268,39 +267,17 @@ func (t *Table) WriteTo(w io.Writer) (int64, error) {
 // File is an aliases file that can be reloaded on demand. A failed reload
 // keeps the previous table. It is safe for concurrent use.
 type File struct {
-	path string
-	tab  atomic.Pointer[Table]
+	*fsutil.Reloadable[Table]
 }
 
 // Load reads the aliases file at path.
 func Load(ctx context.Context, path string) (*File, error) {
-	f := &File{path: path}
-	if err := f.Reload(ctx); err != nil {
+	r, err := fsutil.Load(ctx, path, "aliases", Parse)
+	if err != nil {
 		return nil, err
 	}
-	return f, nil
+	return &File{r}, nil
 }
-
-// Reload re-reads the file.
-func (f *File) Reload(ctx context.Context) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	fh, err := os.Open(f.path)
-	if err != nil {
-		return fmt.Errorf("aliases: %w", err)
-	}
-	defer fh.Close()
-	t, err := Parse(fh, f.path)
-	if err != nil {
-		return fmt.Errorf("aliases: %w", err)
-	}
-	f.tab.Store(t)
-	return nil
-}
-
-// Table returns the current table.
-func (f *File) Table() *Table { return f.tab.Load() }
 
 // Lookup looks name up in the current table.
 func (f *File) Lookup(name string) (Kind, []string, bool) { return f.Table().Lookup(name) }

@@ -25,6 +25,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"github.com/msgtrack/msgtrack/examples/refmta/internal/fsutil"
 	"io"
 	"os"
 	"path/filepath"
@@ -184,7 +185,7 @@ func (m *Maildir) Deliver(ctx context.Context, user string, msg io.Reader) (stri
 		_ = os.Remove(tmp)
 		return "", &Error{User: user, Err: err}
 	}
-	if err := syncDir(filepath.Join(dir, "new")); err != nil {
+	if err := fsutil.SyncDir(filepath.Join(dir, "new")); err != nil {
 		return "", &Error{User: user, Err: err}
 	}
 	return dst, nil
@@ -195,7 +196,7 @@ func writeSync(ctx context.Context, path string, r io.Reader) error {
 	if err != nil {
 		return err
 	}
-	_, err = io.Copy(f, ctxReader{ctx, r})
+	_, err = io.Copy(f, fsutil.ContextReader(ctx, r))
 	if err == nil {
 		err = f.Sync()
 	}
@@ -203,28 +204,4 @@ func writeSync(ctx context.Context, path string, r io.Reader) error {
 		err = cerr
 	}
 	return err
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
-	}
-	return err
-}
-
-type ctxReader struct {
-	ctx context.Context
-	r   io.Reader
-}
-
-func (c ctxReader) Read(p []byte) (int, error) {
-	if err := c.ctx.Err(); err != nil {
-		return 0, err
-	}
-	return c.r.Read(p)
 }

@@ -48,6 +48,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"github.com/msgtrack/msgtrack/examples/refmta/internal/fsutil"
 	"io"
 	"io/fs"
 	"log/slog"
@@ -273,7 +274,7 @@ func (s *Spool) recover(ctx context.Context) error {
 		changed = true
 	}
 	if changed {
-		return syncDir(s.dir)
+		return fsutil.SyncDir(s.dir)
 	}
 	return nil
 }
@@ -406,7 +407,7 @@ func (s *Spool) Put(ctx context.Context, env *Envelope, body io.Reader) (string,
 // writeFile writes r to a temporary file, fsyncs it and renames it to dst.
 // It does not sync the directory.
 func (s *Spool) writeFile(ctx context.Context, dst string, r io.Reader) (int64, error) {
-	return s.writeTemp(dst, func(f *os.File) (int64, error) { return io.Copy(f, ctxReader{ctx, r}) })
+	return s.writeTemp(dst, func(f *os.File) (int64, error) { return io.Copy(f, fsutil.ContextReader(ctx, r)) })
 }
 
 // writeTemp is writeFile with the writing done by fill.
@@ -445,33 +446,9 @@ func (s *Spool) writeEnvelope(e *Envelope, syncdir bool) error {
 		return err
 	}
 	if syncdir {
-		return syncDir(s.dir)
+		return fsutil.SyncDir(s.dir)
 	}
 	return nil
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
-	}
-	return err
-}
-
-type ctxReader struct {
-	ctx context.Context
-	r   io.Reader
-}
-
-func (c ctxReader) Read(p []byte) (int, error) {
-	if err := c.ctx.Err(); err != nil {
-		return 0, err
-	}
-	return c.r.Read(p)
 }
 
 func (s *Spool) entry(id string) (*entry, error) {
@@ -692,7 +669,7 @@ func (s *Spool) Remove(ctx context.Context, id string) error {
 	if err := os.Remove(s.path(id, bodyExt)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		s.log.Warn("spool: body left behind, Open will delete it", "id", id, "err", err)
 	}
-	if err := syncDir(s.dir); err != nil {
+	if err := fsutil.SyncDir(s.dir); err != nil {
 		return &Error{Op: "remove", ID: id, Err: err}
 	}
 	return nil

@@ -30,12 +30,11 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"fmt"
+	"github.com/msgtrack/msgtrack/examples/refmta/internal/fsutil"
 	"io"
-	"os"
 	"slices"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"unicode"
 
 	"golang.org/x/crypto/bcrypt"
@@ -198,39 +197,17 @@ func (t *Table) Len() int { return len(t.users) }
 // Lookups always see a complete table: a reload that fails keeps the old
 // one. It is safe for concurrent use.
 type File struct {
-	path string
-	tab  atomic.Pointer[Table]
+	*fsutil.Reloadable[Table]
 }
 
 // Load reads the users file at path.
 func Load(ctx context.Context, path string) (*File, error) {
-	f := &File{path: path}
-	if err := f.Reload(ctx); err != nil {
+	r, err := fsutil.Load(ctx, path, "users", Parse)
+	if err != nil {
 		return nil, err
 	}
-	return f, nil
+	return &File{r}, nil
 }
-
-// Reload re-reads the file. On error the previous table stays in use.
-func (f *File) Reload(ctx context.Context) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	fh, err := os.Open(f.path)
-	if err != nil {
-		return fmt.Errorf("users: %w", err)
-	}
-	defer fh.Close()
-	t, err := Parse(fh, f.path)
-	if err != nil {
-		return fmt.Errorf("users: %w", err)
-	}
-	f.tab.Store(t)
-	return nil
-}
-
-// Table returns the current table.
-func (f *File) Table() *Table { return f.tab.Load() }
 
 // Authenticate checks user's password against the current table.
 func (f *File) Authenticate(user, pass string) error { return f.Table().Authenticate(user, pass) }
