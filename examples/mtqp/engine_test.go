@@ -224,7 +224,7 @@ func TestFollowReferrals(t *testing.T) {
 		before := mx2Queries()
 		r := runCLI(t, c, append(base, "-ca", both, "-follow", "-allow", "other.example.test,*.mx2.example.test")...)
 		require.Equal(t, exitOK, r.code, r.stderr)
-		assert.Contains(t, r.stdout, "not asked")
+		assert.Contains(t, r.stdout, "no answer")
 		assert.Contains(t, r.stdout, "policy refuses mx2.example.test")
 		lines := tableLines(t, r.stdout)
 		assert.Equal(t, "transferred", lines["bob@example.test"][1])

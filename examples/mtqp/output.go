@@ -175,7 +175,7 @@ func (a *answer) writeTable(w io.Writer) error {
 	multi := len(a.path.Hops) > 1
 	for _, h := range a.path.Hops {
 		if h.Result == nil {
-			fmt.Fprintf(tw, "Server:\t%s (referred by %s): not asked: %s\n", clean(h.Host), clean(h.Referrer), clean(oneLine(errString(h.Err))))
+			fmt.Fprintf(tw, "Server:\t%s (referred by %s): no answer: %s\n", clean(h.Host), clean(h.Referrer), clean(oneLine(errString(h.Err))))
 			continue
 		}
 		r := h.Result.Report
