@@ -162,9 +162,15 @@ func (c *cli) prepare(o *options) (*prepared, error) {
 	if o.server == "" {
 		return nil, errors.New("-server is required")
 	}
-	if host, _, err := net.SplitHostPort(o.server); err == nil {
+	if host, port, err := net.SplitHostPort(o.server); err == nil {
 		if host == "" {
 			return nil, fmt.Errorf("-server %q: no host", o.server)
+		}
+		if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+			return nil, fmt.Errorf("-server %q: not host:port, an IP address or a domain (bad port)", o.server)
+		}
+		if net.ParseIP(host) == nil && !validHostName(normHost(host)) {
+			return nil, fmt.Errorf("-server %q: not host:port, an IP address or a domain (bad host)", o.server)
 		}
 		p.addr = o.server
 	} else if ip := net.ParseIP(strings.Trim(o.server, "[]")); ip != nil {

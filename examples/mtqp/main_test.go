@@ -499,3 +499,37 @@ func TestRunHonoursCancellation(t *testing.T) {
 	assert.Equal(t, exitFailed, code)
 	assert.Equal(t, "mtqp track: interrupted\n", errb.String())
 }
+
+func TestServerArgument(t *testing.T) {
+	secret := newSecret(t).String()
+	for _, tc := range []struct{ in, addr, domain, err string }{
+		{in: "mx.example.com:1038", addr: "mx.example.com:1038"},
+		{in: "127.0.0.1:11038", addr: "127.0.0.1:11038"},
+		{in: "[::1]:11038", addr: "[::1]:11038"},
+		{in: "127.0.0.1", addr: "127.0.0.1:1038"},
+		{in: "::1", addr: "[::1]:1038"},
+		{in: "[2001:db8::1]", addr: "[2001:db8::1]:1038"},
+		{in: "Example.COM.", domain: "example.com"},
+		{in: "example.com", domain: "example.com"},
+		{in: ":1038", err: "no host"},
+		{in: "exa mple.com", err: "not host:port"},
+		{in: "mtqp://example.com", err: "not host:port"},
+		{in: "example.com:0", err: "bad port"},
+		{in: "example.com:imap", err: "bad port"},
+		{in: "bad_host:1038", err: "bad host"},
+	} {
+		t.Run(tc.in, func(t *testing.T) {
+			o := &options{command: "track", server: tc.in, timeout: time.Second, maxHops: 1,
+				secret: secretFlags{envid: "e", secret: secret}}
+			p, err := (&cli{}).prepare(o)
+			if tc.err != "" {
+				require.Error(t, err)
+				assert.Contains(t, err.Error(), tc.err)
+				return
+			}
+			require.NoError(t, err)
+			assert.Equal(t, tc.addr, p.addr)
+			assert.Equal(t, tc.domain, p.domain)
+		})
+	}
+}
