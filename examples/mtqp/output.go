@@ -173,7 +173,10 @@ func (a *answer) writeRaw(w io.Writer) error {
 func (a *answer) writeTable(w io.Writer) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	multi := len(a.path.Hops) > 1
-	for _, h := range a.path.Hops {
+	for i, h := range a.path.Hops {
+		if i > 0 {
+			fmt.Fprintln(tw)
+		}
 		if h.Result == nil {
 			fmt.Fprintf(tw, "Server:\t%s (referred by %s): no answer: %s\n", clean(h.Host), clean(h.Referrer), clean(oneLine(errString(h.Err))))
 			continue
