@@ -15,7 +15,7 @@
 //
 //	mtqp track -server mx.example.com:1038 -envid 20260801.A1B2 -secret-file ~/.mtqp/a
 //	mtqp track -server example.com -message ~/Mail/sent/42 -general-secret-file ~/.mtqp/g -follow -allow '*.example.com'
-//	mtqp recall -server 127.0.0.1:11038 -plaintext -envid e1 -secret 4duffuQGNTzSaHqQRNq55Y74lro -json
+//	mtqp recall -server 127.0.0.1:11038 -insecure -envid e1 -secret 4duffuQGNTzSaHqQRNq55Y74lro -json
 //
 // # The server
 //
@@ -193,5 +193,5 @@ Examples:
   mtqp track -server mx.example.com:1038 -envid 20260801.A1B2 -secret-file ~/.mtqp/a
   mtqp track -server example.com -message ~/Mail/sent/42 \
       -general-secret-file ~/.mtqp/g -follow -allow '*.example.com'
-  mtqp recall -server 127.0.0.1:11038 -plaintext -envid e1 -secret 4duffuQGNTzSaHqQRNq55Y74lro -json
+  mtqp recall -server 127.0.0.1:11038 -insecure -envid e1 -secret 4duffuQGNTzSaHqQRNq55Y74lro -json
 `

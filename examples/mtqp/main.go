@@ -214,6 +214,9 @@ func (c *cli) prepare(o *options) (*prepared, error) {
 		return nil, err
 	}
 	p.envid, p.secret = envid, secret
+	if len(mtqp.FormatTrack(mtqp.CmdRecall, envid, secret)) > mtqp.MaxLineLength {
+		return nil, fmt.Errorf("-envid: too long for an MTQP command line (%d characters at most, RFC 3887 section 2)", mtqp.MaxLineLength)
+	}
 
 	if !o.plaintext {
 		roots, err := x509.SystemCertPool()

@@ -197,6 +197,7 @@ func TestUsageErrorsSendNothing(t *testing.T) {
 		{"bad timeout", append([]string{"track", "-timeout", "0s"}, good...), "-timeout"},
 		{"bad max hops", append([]string{"track", "-follow", "-allow", "a.example", "-max-hops", "0"}, good...), "-max-hops"},
 		{"bad ca", []string{"track", "-ca", gfile, "-envid", "e", "-secret", secret.String(), "-server", s.addr}, "PEM"},
+		{"envid too long", append([]string{"track", "-envid", strings.Repeat("e", 990), "-secret", secret.String()}, srv...), "too long"},
 		{"stdin twice", append([]string{"track", "-message", "-", "-general-secret-file", "-"}, srv...), "standard input"},
 	}
 	for _, tc := range cases {
