@@ -1,7 +1,9 @@
 # msgtrack: the one place the project's commands live.
 GO       ?= go
 FUZZTIME ?= 30s
-BENCHCOUNT ?= 10
+BENCHROUNDS ?= 10
+BENCHFLAGS ?=
+BENCHMICRO ?=
 PKGS     ?= ./...
 
 .PHONY: all test servers lint fuzz bench demo
@@ -27,11 +29,15 @@ lint:
 fuzz:
 	@FUZZTIME=$(FUZZTIME) bash scripts/fuzz.sh
 
-## bench: run every benchmark BENCHCOUNT times and summarise with benchstat.
+## bench: the load generator (examples/loadgen): every variant side by side, round-robin,
+## BENCHROUNDS rounds, medians with 95% intervals and ratios, written to docs/BENCHMARKS.md.
+## It starts its own memcached. BENCHFLAGS adds flags (e.g. -quick, -only SMTP, -cpuprofile f);
+## BENCHMICRO=1 also runs every package's Benchmark* BENCHROUNDS times through benchstat.
 bench:
-	@mkdir -p bench-out
-	$(GO) test -run '^$$' -bench . -benchmem -count $(BENCHCOUNT) $(PKGS) | tee bench-out/bench.txt
-	$(GO) tool benchstat bench-out/bench.txt
+	$(GO) run ./examples/loadgen -rounds $(BENCHROUNDS) -out docs/BENCHMARKS.md $(BENCHFLAGS)
+	@if [ "$(BENCHMICRO)" = 1 ]; then mkdir -p bench-out && \
+	  $(GO) test -run '^$$' -bench . -benchmem -count $(BENCHROUNDS) $(PKGS) | tee bench-out/bench.txt && \
+	  $(GO) tool benchstat bench-out/bench.txt; fi
 
 ## demo: the one-shot tour (see README).
 demo:
