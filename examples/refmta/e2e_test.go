@@ -86,7 +86,10 @@ func startInstance(t *testing.T, cfg instanceConfig) *instance {
 	in.args = append(in.args, cfg.extra...)
 	in.start()
 	t.Cleanup(func() {
-		in.stop()
+		if err := in.stop(); err != nil {
+			t.Errorf("%s: exit after SIGTERM: %v", in.name, err)
+		}
+		assert.NotContains(t, in.logText(), "WARNING: DATA RACE")
 		if t.Failed() {
 			b, _ := os.ReadFile(in.log.Name())
 			t.Logf("%s log:\n%s", in.name, b)
@@ -247,28 +250,56 @@ var pyPath string
 
 func submit(t *testing.T, in *instance, from string, rcpts []string, envid string, hold int, extraMail, rcptOpts []string) sent {
 	t.Helper()
-	res, s := trySubmit(t, in, from, rcpts, envid, hold, extraMail, rcptOpts)
+	res, s := trySubmit(t, in, mail{from: from, rcpts: rcpts, envid: envid, hold: hold, tracked: true, extraMail: extraMail, rcptOpts: rcptOpts})
 	require.True(t, res.OK, "submission failed: %+v", res)
 	return s
 }
 
-func trySubmit(t *testing.T, in *instance, from string, rcpts []string, envid string, hold int, extraMail, rcptOpts []string) (submitRes, sent) {
+// mail is one submission.
+type mail struct {
+	from      string
+	rcpts     []string
+	envid     string // "" sends no ENVID
+	hold      int    // HOLDFOR seconds, 0 for none
+	tracked   bool   // send MTRK= with a fresh secret
+	extraMail []string
+	rcptOpts  []string
+	header    string // extra header fields, CRLF-terminated
+}
+
+func trySubmit(t *testing.T, in *instance, m mail) (submitRes, sent) {
 	t.Helper()
 	pyOnce.Do(func() { pyPath = testenv.Python(t) })
 	if pyPath == "" {
 		pyPath = testenv.Python(t)
 	}
-	secret, err := mtrk.NewSecret()
-	require.NoError(t, err)
-	mail := []string{"ENVID=" + envid, "MTRK=" + secret.Certifier().String() + ":86400"}
-	if hold > 0 {
-		mail = append(mail, fmt.Sprintf("HOLDFOR=%d", hold))
+	var opts []string
+	var s sent
+	s.envid = m.envid
+	if m.envid != "" {
+		opts = append(opts, "ENVID="+m.envid)
 	}
-	mail = append(mail, extraMail...)
-	msg := fmt.Sprintf("From: %s\r\nTo: %s\r\nSubject: %s\r\nMessage-ID: <%s@example.test>\r\n\r\nBody of %s.\r\n",
-		from, strings.Join(rcpts, ", "), envid, envid, envid)
-	req := submitReq{Addr: in.submission, User: "alice", Password: "alice-pw", From: from, Rcpts: rcpts,
-		Msg: msg, MailOptions: mail, RcptOptions: rcptOpts}
+	if m.tracked {
+		secret, err := mtrk.NewSecret()
+		require.NoError(t, err)
+		s.secret = secret
+		opts = append(opts, "MTRK="+secret.Certifier().String()+":86400")
+	}
+	if m.hold > 0 {
+		opts = append(opts, fmt.Sprintf("HOLDFOR=%d", m.hold))
+	}
+	opts = append(opts, m.extraMail...)
+	header := m.header
+	if !strings.Contains(strings.ToLower(header), "message-id:") {
+		header += fmt.Sprintf("Message-ID: <%s@example.test>\r\n", m.envid)
+	}
+	msg := fmt.Sprintf("From: %s\r\nTo: %s\r\nSubject: %s\r\n%s\r\nBody of %s.\r\n",
+		m.from, strings.Join(m.rcpts, ", "), m.envid, header, m.envid)
+	req := submitReq{Addr: in.submission, User: "alice", Password: "alice-pw", From: m.from, Rcpts: m.rcpts,
+		Msg: msg, MailOptions: opts, RcptOptions: m.rcptOpts}
+	if req.MailOptions == nil {
+		req.MailOptions = []string{}
+	}
 	if req.RcptOptions == nil {
 		req.RcptOptions = []string{}
 	}
@@ -282,7 +313,7 @@ func trySubmit(t *testing.T, in *instance, from string, rcpts []string, envid st
 	require.NoError(t, err, "python: %s", stderr.String())
 	var res submitRes
 	require.NoError(t, json.Unmarshal(out, &res), string(out))
-	return res, sent{envid: envid, secret: secret}
+	return res, s
 }
 
 // MTQP ---------------------------------------------------------------------

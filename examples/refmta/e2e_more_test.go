@@ -1,0 +1,211 @@
+package main
+
+import (
+	"encoding/base64"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/msgtrack/msgtrack/idgen"
+	"github.com/msgtrack/msgtrack/internal/testenv"
+	"github.com/msgtrack/msgtrack/mtqp"
+)
+
+func writeFile(t *testing.T, name, content string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), name)
+	require.NoError(t, os.WriteFile(p, []byte(content), 0o600))
+	return p
+}
+
+// waitMarker submits a message to bob that is due after everything
+// submitted before it and waits for its delivery: by then the scheduler
+// has handled every earlier-due message.
+func waitMarker(t *testing.T, in *instance, hold int) {
+	t.Helper()
+	m := submit(t, in, "alice@example.test", []string{"bob@example.test"}, "marker", hold, nil, nil)
+	eventually(t, "marker delivered", func() bool {
+		return rcptOf(t, track(t, in.mtqp, m), "bob@example.test").Action == mtqp.ActionDelivered
+	})
+}
+
+func has(t *testing.T, in *instance, user, envid string) bool {
+	return strings.Contains(readAll(t, in.maildirFiles(user)), "Subject: "+envid+"\r\n")
+}
+
+// TestE2EAliasPolicies: a recall of a message to an alias withdraws
+// exactly the expansion members that carry the certifier under the
+// submission channel's alias policy; a mailing list never passes it on.
+func TestE2EAliasPolicies(t *testing.T) {
+	aliasesFile := "team: bob, carol\nlist devs: bob, carol\n"
+	cases := []struct {
+		policy        string
+		rcpt          string
+		recalled      []string // recall status recalled
+		delivered     []string // still delivered
+		notRecallable bool     // the parent reports not-recallable/too-late
+	}{
+		{policy: "trackingmultiple", rcpt: "team@example.test", recalled: []string{"bob", "carol"}},
+		{policy: "trackingsingle", rcpt: "team@example.test", delivered: []string{"bob", "carol"}, notRecallable: true},
+		{policy: "trackingfirst", rcpt: "team@example.test", recalled: []string{"bob"}, delivered: []string{"carol"}},
+		{policy: "trackingmultiple", rcpt: "devs@example.test", delivered: []string{"bob", "carol"}, notRecallable: true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.policy+"/"+strings.Split(tc.rcpt, "@")[0], func(t *testing.T) {
+			t.Parallel()
+			channels := writeFile(t, "channels", "tcp_submit trackingserver "+tc.policy+"\n")
+			in := startInstance(t, instanceConfig{
+				hostname: "mta.example.test", localDomains: "example.test",
+				users: "alice:alice-pw\nbob:bob-pw\ncarol:carol-pw\n", aliases: aliasesFile,
+				extra: []string{"-channels", channels},
+			})
+			envid := "alias-" + tc.policy
+			s := submit(t, in, "alice@example.test", []string{tc.rcpt}, envid, 4, nil, nil)
+
+			r := track(t, in.mtqp, s)
+			parent := rcptOf(t, r, tc.rcpt)
+			assert.Equal(t, mtqp.ActionExpanded, parent.Action)
+
+			r = recall(t, in.mtqp, s)
+			for _, u := range tc.recalled {
+				assert.Equal(t, mtqp.RecallRecalled, rcptOf(t, r, u+"@example.test").RecallStatus(), u)
+			}
+			for _, rc := range r.Recipients {
+				if rc.RecallStatus() == mtqp.RecallRecalled {
+					assert.Contains(t, tc.recalled, strings.Split(rc.FinalRecipient.Value, "@")[0])
+				}
+			}
+			if tc.notRecallable {
+				assert.NotEqual(t, mtqp.RecallRecalled, rcptOf(t, r, tc.rcpt).RecallStatus())
+			}
+
+			waitMarker(t, in, 6)
+			for _, u := range tc.delivered {
+				assert.True(t, has(t, in, u, envid), "%s should have the message", u)
+			}
+			for _, u := range tc.recalled {
+				assert.False(t, has(t, in, u, envid), "%s must not have the recalled message", u)
+			}
+		})
+	}
+}
+
+// TestE2ERecallRacingRelease recalls messages right at their release
+// moment. Whatever wins, the answer must match what happened: recalled
+// means never delivered, anything else means delivered.
+func TestE2ERecallRacingRelease(t *testing.T) {
+	in := single(t)
+	var (
+		msgs []sent
+		at   []time.Time
+	)
+	for i := range 6 {
+		msgs = append(msgs, submit(t, in, "alice@example.test", []string{"bob@example.test"}, fmt.Sprintf("race-%d", i), 1, nil, nil))
+		at = append(at, time.Now())
+	}
+	outcome := map[string]mtqp.RecallStatus{}
+	for i, s := range msgs {
+		// Aim the recalls around the release instant (one second after
+		// submission), some before it and some after: the spread is
+		// what makes the race, nothing is asserted about timing.
+		time.Sleep(time.Until(at[i].Add(700*time.Millisecond + time.Duration(i)*100*time.Millisecond)))
+		// Keep asking until the recall has a final answer.
+		for {
+			st := rcptOf(t, recall(t, in.mtqp, s), "bob@example.test").RecallStatus()
+			if st == mtqp.RecallRecalled || st == mtqp.RecallTooLate {
+				outcome[s.envid] = st
+				break
+			}
+			require.Equal(t, mtqp.RecallInProgress, st)
+		}
+	}
+	waitMarker(t, in, 2)
+	for _, s := range msgs {
+		delivered := has(t, in, "bob", s.envid)
+		action := rcptOf(t, track(t, in.mtqp, s), "bob@example.test").Action
+		if outcome[s.envid] == mtqp.RecallRecalled {
+			assert.False(t, delivered, "%s was reported recalled but delivered", s.envid)
+			assert.Equal(t, mtqp.ActionFailed, action)
+		} else {
+			assert.True(t, delivered, "%s was reported too late but is not in the Maildir", s.envid)
+			assert.Equal(t, mtqp.ActionDelivered, action)
+		}
+	}
+	t.Logf("outcomes: %v", outcome)
+}
+
+// TestE2EMemcachedDown: mail keeps flowing while the store is down, and a
+// recall made before the outage still holds, even though memcached comes
+// back empty.
+func TestE2EMemcachedDown(t *testing.T) {
+	mc := testenv.StartMemcached(t)
+	in := single(t, "-store", "memcache://"+mc.Addr)
+	recalled := submit(t, in, "alice@example.test", []string{"bob@example.test"}, "down-recalled", 3, nil, nil)
+	require.Equal(t, mtqp.RecallRecalled, rcptOf(t, recall(t, in.mtqp, recalled), "bob@example.test").RecallStatus())
+
+	mc.Stop()
+	during := submit(t, in, "alice@example.test", []string{"bob@example.test"}, "down-during", 1, nil, nil)
+	eventually(t, "mail delivered during the outage", func() bool { return has(t, in, "bob", during.envid) })
+	mc.Start()
+
+	waitMarker(t, in, 5)
+	assert.False(t, has(t, in, "bob", recalled.envid), "a recall made before the outage must hold")
+	assert.Contains(t, in.logText(), "tracking")
+}
+
+// TestE2EOptionsFile: log_tracking and log_futurerelease put the mt and fr
+// fields in the transaction log lines; the option file's tracking_mode 1
+// is overridden by an explicit -store (flags win).
+func TestE2EOptionsFile(t *testing.T) {
+	opts := writeFile(t, "option.dat", "! reference MTA options\nLOG_TRACKING=1\nLOG_FUTURERELEASE=1\nTRACKING_MODE=1\nMEMCACHE_HOST=127.0.0.1:1\n")
+	in := single(t, "-options", opts, "-store", "memory")
+	s := submit(t, in, "alice@example.test", []string{"bob@example.test"}, "opt-log", 3, nil, nil)
+	eventually(t, "delivered", func() bool {
+		return rcptOf(t, track(t, in.mtqp, s), "bob@example.test").Action == mtqp.ActionDelivered
+	})
+	log := in.logText()
+	cert := s.secret.Certifier().String()
+	assert.Contains(t, log, "mt="+cert+":86400")
+	assert.Regexp(t, `msg="message spooled".* fr=[23]\b`, log, "the release offset in seconds at acceptance")
+	var result string
+	for _, line := range strings.Split(log, "\n") {
+		if strings.Contains(line, `msg="recipient result"`) {
+			result = line
+		}
+	}
+	assert.Contains(t, result, "mt="+cert+":86400", "per-recipient lines carry the tracking field")
+}
+
+// TestE2ETrackingGenerateLDAP: a message submitted without MTRK by a user
+// whose general recall secret is in LDAP gets the SHA-1 identifier, so
+// the sender can recompute the secret from the Message-ID and Date and
+// track (and recall) it.
+func TestE2ETrackingGenerateLDAP(t *testing.T) {
+	general := []byte("0123456789abcdef0123456789abcdef")
+	sl := testenv.StartSlapd(t, testenv.SlapdOptions{LDIF: "dn: uid=alice," + testenv.SlapdPeople +
+		"\nobjectClass: inetOrgPerson\nobjectClass: " + testenv.RecallSecretClass +
+		"\nuid: alice\ncn: Alice\nsn: A\n" + testenv.RecallSecretAttr + ":: " + base64.StdEncoding.EncodeToString(general) + "\n\n"})
+	pw := writeFile(t, "ldap-pw", sl.BindPassword+"\n")
+	in := single(t, "-ldap-url", sl.URL, "-ldap-bind-dn", sl.BindDN, "-ldap-bind-password-file", pw,
+		"-ldap-base", testenv.SlapdPeople, "-ldap-attr", testenv.RecallSecretAttr)
+
+	msgID, date := "<ldap-1@example.test>", "Fri, 4 Dec 2026 10:00:00 +0000"
+	res, _ := trySubmit(t, in, mail{from: "alice@example.test", rcpts: []string{"bob@example.test"}, hold: 3600,
+		header: "Message-ID: " + msgID + "\r\nDate: " + date + "\r\n"})
+	require.True(t, res.OK, "%+v", res)
+
+	secret, err := idgen.ComputeSecret(msgID, date, general)
+	require.NoError(t, err)
+	envid, err := idgen.DeriveEnvelopeID(msgID)
+	require.NoError(t, err)
+	s := sent{envid: envid, secret: secret}
+	r := track(t, in.mtqp, s)
+	assert.Equal(t, "held", ext(rcptOf(t, r, "bob@example.test").Extensions, "X-Tracking-State"))
+	assert.Equal(t, mtqp.RecallRecalled, rcptOf(t, recall(t, in.mtqp, s), "bob@example.test").RecallStatus())
+}
