@@ -76,13 +76,43 @@
 //
 // # Writes, retries, group commit
 //
-// Updates are optimistic read-modify-write with compare-and-swap. A lost
-// race (or an unreachable store) is retried Options.Retries times
-// (tracking_retries, 5) Options.RetryDelay apart (tracking_retry_delay,
-// 100 ms) with ±50% jitter. Inside one Engine, events for the same item
-// queue up: the caller that finds the queue idle reads the item, applies
-// every waiting event, writes once and hands over to the first caller that
-// arrived meanwhile, so concurrent events are merged into one write.
+// Updates are optimistic read-modify-write with compare-and-swap: one
+// attempt is a Get, the change, and a CompareAndSwap (Add for a new
+// item). Every event gets at most 1+Options.Retries attempts
+// (tracking_retries, default 5: six attempts). The pause before retry k,
+// with d = Options.RetryDelay (tracking_retry_delay, default 100 ms) and
+// each pause varied by ±Options.Jitter (default 50%):
+//
+//	retry 1   0 after a lost compare-and-swap (re-read at once: the winner
+//	          has just written); d after an unreachable store
+//	retry k   d × 2^(k-2), at most 8d, for k >= 2
+//
+// With the defaults that is 0, 100, 200, 400 and 800 ms: at most about
+// 1.5 s (2.25 s with full jitter) of waiting before an event fails. The
+// product's "tracking_retry_delay apart" is thus the base of the schedule,
+// not a fixed spacing. A corrupt item or a value too large is not retried.
+//
+// Inside one Engine, events for the same item queue up: the caller that
+// finds the queue idle reads the item, applies every waiting event, writes
+// once and hands over to the first caller that arrived meanwhile, so
+// concurrent events are merged into one write. Events that arrive while a
+// round is being retried join its next attempt (keeping attempts of their
+// own: they may wait on the older event's longer pauses, never get fewer
+// attempts).
+//
+// Fairness between processes: every item records a random tag of the
+// Engine that last wrote it. An Engine treats a key as contended for a
+// while (twice the whole retry schedule, at least a second) after it lost
+// a compare-and-swap on it or read it as written by another Engine. On a
+// contended key, a round that comes right after this Engine's own
+// successful write first waits one to two rounds' worth of time
+// (jittered; doubled for each further write in a row this Engine made
+// while the other stayed out, up to 8 times; at most 2d). The losing
+// writer, which re-reads at once, so gets a gap to complete its
+// read-modify-write instead of being starved by back-to-back rounds of
+// the winner; the events waiting here meanwhile ride along in one write.
+// Uncontended keys never wait. Stats.Conflicts, Retried and MostAttempts
+// show how close contention comes to the limit.
 //
 // Each event carries an ID; each item remembers the last MaxAppliedEvents
 // IDs applied to it and skips them, and transitions never regress (a final

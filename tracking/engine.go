@@ -58,14 +58,20 @@ type Queue interface {
 
 // Options configure an Engine. The zero value (with a Store) is usable.
 type Options struct {
-	// Retries is how many times a failed compare-and-swap round is
-	// retried (tracking_retries); 0 means DefaultRetries, negative none.
+	// Retries is how many times a failed read-modify-write round is
+	// retried (tracking_retries): every event gets at most 1+Retries
+	// attempts. 0 means DefaultRetries, negative none.
 	Retries int
-	// RetryDelay is the pause between retries (tracking_retry_delay); 0
-	// means DefaultRetryDelay.
+	// RetryDelay is the base pause between attempts
+	// (tracking_retry_delay); 0 means DefaultRetryDelay. After a lost
+	// compare-and-swap the first retry is immediate (the other writer has
+	// just finished); retry k >= 2, and the first retry after an
+	// unreachable store, waits RetryDelay × 2^(k-2) (at most 8 ×
+	// RetryDelay), jittered. See the package documentation, "Writes,
+	// retries, group commit", for the whole schedule.
 	RetryDelay time.Duration
-	// Jitter is the relative spread of RetryDelay; 0 means DefaultJitter,
-	// negative none.
+	// Jitter is the relative spread of every retry pause; 0 means
+	// DefaultJitter, negative none.
 	Jitter float64
 	// FailClosed makes BeginDelivery answer ClaimDefer instead of
 	// ClaimUnknown when the store cannot be reached, so the queue waits
@@ -99,11 +105,16 @@ type Stats struct {
 	// commit); Conflicts lost compare-and-swaps; Failures events that
 	// failed after the last retry.
 	Rounds, Writes, Merged, Conflicts, Failures uint64
+	// Retried counts rounds that were retries; MostAttempts is the
+	// largest number of attempts any one item update needed (success or
+	// not), a measure of how close contention came to Options.Retries.
+	Retried, MostAttempts uint64
 }
 
 type counters struct {
 	events, duplicates, untracked               atomic.Uint64
 	rounds, writes, merged, conflicts, failures atomic.Uint64
+	retried, mostAttempts                       atomic.Uint64
 }
 
 // Engine applies tracking events to a shared store, answers queries and
@@ -119,14 +130,23 @@ type Engine struct {
 	jitter float64
 	c      counters
 
+	// wid tags the items this Engine writes, so that it can tell when
+	// another writer is active on a key.
+	wid uint64
+	// contendedFor is how long a key counts as contended after the last
+	// sign of another writer.
+	contendedFor time.Duration
+
 	mu     sync.Mutex
 	queues map[string]*keyQueue
+	keys   map[string]*keyState
 	masks  maskCache
 }
 
 // New returns an engine over store.
 func New(store trackstore.Store, opts Options) *Engine {
-	e := &Engine{store: store, opts: opts, queues: make(map[string]*keyQueue)}
+	e := &Engine{store: store, opts: opts, queues: make(map[string]*keyQueue), keys: make(map[string]*keyState)}
+	e.wid = rand.Uint64() | 1
 	e.log = opts.Logger
 	if e.log == nil {
 		e.log = slog.New(slog.DiscardHandler)
@@ -151,6 +171,13 @@ func New(store trackstore.Store, opts Options) *Engine {
 	case opts.Jitter > 0:
 		e.jitter = min(opts.Jitter, 1)
 	}
+	// Contended for twice the longest a retried round can take, and at
+	// least a second.
+	var sched time.Duration
+	for k := 1; k <= e.retry; k++ {
+		sched += e.backoff(k, false) * 3 / 2
+	}
+	e.contendedFor = max(time.Second, 2*sched)
 	return e
 }
 
@@ -160,16 +187,17 @@ func (e *Engine) Stats() Stats {
 		Events: e.c.events.Load(), Duplicates: e.c.duplicates.Load(), Untracked: e.c.untracked.Load(),
 		Rounds: e.c.rounds.Load(), Writes: e.c.writes.Load(), Merged: e.c.merged.Load(),
 		Conflicts: e.c.conflicts.Load(), Failures: e.c.failures.Load(),
+		Retried: e.c.retried.Load(), MostAttempts: e.c.mostAttempts.Load(),
 	}
 }
 
-// retryDelay returns one jittered delay.
-func (e *Engine) retryDelay() time.Duration {
+// jittered returns d varied by the jitter fraction.
+func (e *Engine) jittered(d time.Duration) time.Duration {
 	if e.jitter == 0 {
-		return e.delay
+		return d
 	}
 	f := 1 - e.jitter + 2*e.jitter*rand.Float64()
-	return time.Duration(float64(e.delay) * f)
+	return time.Duration(float64(d) * f)
 }
 
 func (e *Engine) debug(level int, msg string, args ...any) {

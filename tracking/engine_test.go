@@ -570,3 +570,87 @@ func TestErrorValues(t *testing.T) {
 	assert.Equal(t, "proceed", ClaimProceed.String())
 	assert.Equal(t, "Claim(99)", Claim(99).String())
 }
+
+// TestRetrySchedule pins the documented schedule: the first retry after
+// a lost compare-and-swap is immediate, the others back off
+// exponentially from RetryDelay, capped at 8 × RetryDelay.
+func TestRetrySchedule(t *testing.T) {
+	e := New(nil, Options{RetryDelay: 100 * time.Millisecond, Jitter: -1})
+	tests := []struct {
+		retry    int
+		conflict bool
+		want     time.Duration
+	}{
+		{1, true, 0},
+		{1, false, 100 * time.Millisecond},
+		{2, true, 100 * time.Millisecond},
+		{3, true, 200 * time.Millisecond},
+		{4, false, 400 * time.Millisecond},
+		{5, true, 800 * time.Millisecond},
+		{6, true, 800 * time.Millisecond},
+	}
+	for _, tc := range tests {
+		assert.Equal(t, tc.want, e.backoff(tc.retry, tc.conflict), "retry %d conflict %v", tc.retry, tc.conflict)
+	}
+	j := New(nil, Options{RetryDelay: 100 * time.Millisecond})
+	for i := 0; i < 100; i++ {
+		d := j.backoff(3, true)
+		require.GreaterOrEqual(t, d, 100*time.Millisecond)
+		require.Less(t, d, 300*time.Millisecond)
+	}
+}
+
+// TestEventsJoiningARetriedRoundKeepTheirAttempts: an event that arrives
+// while another event's round is being retried joins the next attempt and
+// still gets 1+Retries attempts of its own.
+func TestEventsJoiningARetriedRoundKeepTheirAttempts(t *testing.T) {
+	f := newFixture(t)
+	fs := &faultStore{Store: f.store}
+	e := New(fs, Options{ReportingMTA: "mta1", Now: f.clock.Now, RetryDelay: time.Millisecond, Retries: 2})
+	// Two recipients in one item.
+	var same []AcceptedRecipient
+	for i := 0; len(same) < 2; i++ {
+		if a := fmt.Sprintf("u%d@x.org", i); ShardOf(a) == 7 {
+			same = append(same, AcceptedRecipient{Address: a})
+		}
+	}
+	ref := f.accept(e, "Q1", same)
+	fs.cas.Store(0)
+	second := make(chan error, 1)
+	var key string
+	fs.hook = func(n int64) error {
+		switch n {
+		case 1: // the first event's first attempt
+			return trackstore.ErrConflict
+		case 2: // its immediate retry: meanwhile the second event queues up
+			go func() { second <- e.Delayed(bg, ref, "b", Outcome{Recipient: same[1].Address}) }()
+			for {
+				e.mu.Lock()
+				queued := false
+				for k, q := range e.queues {
+					if len(q.pending) > 0 {
+						queued, key = true, k
+					}
+				}
+				e.mu.Unlock()
+				if queued {
+					return trackstore.ErrConflict
+				}
+				time.Sleep(time.Millisecond)
+			}
+		case 3: // third and last attempt of the first, first of the second
+			return trackstore.ErrConflict
+		}
+		return nil // the second event's next attempt goes through
+	}
+	err := e.Delayed(bg, ref, "a", Outcome{Recipient: same[0].Address})
+	require.ErrorIs(t, err, trackstore.ErrConflict)
+	assert.Contains(t, err.Error(), "after 3 attempts")
+	require.NoError(t, <-second)
+	assert.Equal(t, int64(4), fs.cas.Load())
+	assert.NotEmpty(t, key)
+	got := byAddr(f.track(e))
+	assert.Equal(t, StateQueued, got[same[0].Address].Action, "the first event ran out of attempts")
+	assert.Equal(t, ActionDelayed, got[same[1].Address].Action, "the second rode along, then succeeded on its own attempts")
+	assert.Equal(t, uint64(3), e.Stats().MostAttempts)
+}

@@ -132,6 +132,10 @@ type faultStore struct {
 	gate      chan struct{}
 	inGet     chan struct{}
 	gateArmed atomic.Bool
+	// hook, if set, runs on every CompareAndSwap/Add with the call's
+	// number (after cas is counted) and overrides the answer when it
+	// returns an error.
+	hook func(n int64) error
 }
 
 func (s *faultStore) fail() error {
@@ -160,7 +164,12 @@ func (s *faultStore) GetMulti(ctx context.Context, keys []string) (map[string]tr
 }
 
 func (s *faultStore) Add(ctx context.Context, key string, v []byte, ttl time.Duration) error {
-	s.cas.Add(1)
+	n := s.cas.Add(1)
+	if s.hook != nil {
+		if err := s.hook(n); err != nil {
+			return err
+		}
+	}
 	if err := s.fail(); err != nil {
 		return err
 	}
@@ -171,7 +180,12 @@ func (s *faultStore) Add(ctx context.Context, key string, v []byte, ttl time.Dur
 }
 
 func (s *faultStore) CompareAndSwap(ctx context.Context, it trackstore.Item, ttl time.Duration) error {
-	s.cas.Add(1)
+	n := s.cas.Add(1)
+	if s.hook != nil {
+		if err := s.hook(n); err != nil {
+			return err
+		}
+	}
 	if err := s.fail(); err != nil {
 		return err
 	}

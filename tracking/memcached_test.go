@@ -130,7 +130,8 @@ func TestHelperProcess(t *testing.T) {
 	}
 	wg.Wait()
 	st := e.Stats()
-	fmt.Printf("events=%d writes=%d merged=%d conflicts=%d failures=%d\n", st.Events, st.Writes, st.Merged, st.Conflicts, st.Failures)
+	fmt.Printf("events=%d rounds=%d writes=%d merged=%d conflicts=%d retried=%d most-attempts=%d failures=%d\n",
+		st.Events, st.Rounds, st.Writes, st.Merged, st.Conflicts, st.Retried, st.MostAttempts, st.Failures)
 }
 
 func decodeCert(s string) (mtrk.Certifier, error) {

@@ -81,6 +81,8 @@ type wireHead struct {
 	ShardMask  uint32    `json:"sm"`
 	ShardCount int       `json:"ns"`
 	Events     []string  `json:"e,omitempty"`
+	// Writer tags the Engine that last wrote the item (commit.go).
+	Writer uint64 `json:"w,omitempty"`
 }
 
 // wireRcpt is one recipient inside a shard.
@@ -112,6 +114,7 @@ type wireShard struct {
 	Expires int64      `json:"x"`
 	Rcpts   []wireRcpt `json:"r"`
 	Events  []string   `json:"e,omitempty"`
+	Writer  uint64     `json:"w,omitempty"`
 }
 
 func (s *wireShard) find(addr string) int {
