@@ -209,3 +209,31 @@ func TestE2ETrackingGenerateLDAP(t *testing.T) {
 	assert.Equal(t, "held", ext(rcptOf(t, r, "bob@example.test").Extensions, "X-Tracking-State"))
 	assert.Equal(t, mtqp.RecallRecalled, rcptOf(t, recall(t, in.mtqp, s), "bob@example.test").RecallStatus())
 }
+
+// TestE2EExpiredDSN: a relay that never answers defers the recipient until
+// the queue lifetime ends; the sender then gets a "failed" DSN with the
+// 4.4.7 status (RFC 3464 section 2.3.4, RFC 3463 X.4.7).
+func TestE2EExpiredDSN(t *testing.T) {
+	dead := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t)) // nothing listens here
+	in := single(t, "-relay", dead, "-max-lifetime", "3s", "-retry", "1s")
+	s := submit(t, in, "alice@example.test", []string{"carol@elsewhere.test"}, "expire-1", 0, nil, []string{"NOTIFY=FAILURE,DELAY"})
+	eventually(t, "expiry DSN in alice's Maildir", func() bool { return len(in.maildirFiles("alice")) == 1 })
+	text := readAll(t, in.maildirFiles("alice"))
+	assert.Contains(t, text, "Original-Envelope-Id: expire-1")
+	assert.Contains(t, text, "Action: failed")
+	assert.Contains(t, text, "Status: 4.4.7")
+	assert.Contains(t, text, "Body of expire-1", "no RET: the whole message is returned")
+	assert.Equal(t, mtqp.ActionFailed, rcptOf(t, track(t, in.mtqp, s), "carol@elsewhere.test").Action)
+}
+
+// TestE2ELoopDetection: a message that already carries 100 Received
+// fields is refused (RFC 5321 section 6.3) with 554 5.4.6.
+func TestE2ELoopDetection(t *testing.T) {
+	in := single(t)
+	hdr := strings.Repeat("Received: from a.example by b.example; Fri, 4 Dec 2026 10:00:00 +0000\r\n", 100)
+	res, _ := trySubmit(t, in, mail{from: "alice@example.test", rcpts: []string{"bob@example.test"}, envid: "loop-1", tracked: true, header: hdr})
+	assert.False(t, res.OK)
+	assert.Equal(t, 554, res.Code, "%+v", res)
+	assert.Contains(t, res.Error, "5.4.6")
+	assert.Empty(t, in.maildirFiles("bob"))
+}

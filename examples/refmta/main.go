@@ -91,6 +91,9 @@ func run(args []string, stderr io.Writer) int {
 		lifetime    = fs.Duration("max-lifetime", 5*24*time.Hour, "queue lifetime before a message fails (DSN 4.4.7)")
 		backoff     = fs.Duration("retry", 30*time.Minute, "first retry delay after a temporary failure (doubles, up to 4h)")
 		poll        = fs.Duration("recall-poll", mta.DefaultPollInterval, "how often queued tracked messages are checked for recalls made at other MTAs")
+		maxConns    = fs.Int("max-connections", 0, "connection cap per listener (0: 1024, negative: none)")
+		sessRate    = fs.Float64("session-rate", mta.DefaultSessionRate, "new SMTP sessions per second per client IP (negative: unlimited)")
+		sessBurst   = fs.Int("session-burst", mta.DefaultSessionBurst, "burst of new SMTP sessions per client IP")
 		logJSON     = fs.Bool("log-json", false, "write logs as JSON")
 	)
 	if err := fs.Parse(args); err != nil {
@@ -118,6 +121,7 @@ func run(args []string, stderr io.Writer) int {
 		InternalMX: *mxInternal, UsersFile: *usersFile, AliasesFile: *aliasesFile, Relay: *relay,
 		MaxHold: *maxHold, TLSCert: *tlsCert, TLSKey: *tlsKey,
 		MaxLifetime: *lifetime, InitialBackoff: *backoff, PollInterval: *poll,
+		MaxConnections: *maxConns, SessionRate: *sessRate, SessionBurst: *sessBurst,
 		Logger: log,
 	}
 	for _, d := range strings.Split(*localDoms, ",") {

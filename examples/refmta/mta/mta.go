@@ -195,6 +195,15 @@ type Config struct {
 	// Retain keeps finished messages in the spool so that a repeated
 	// recall still gets the spool's answer; 0 means DefaultRetain.
 	Retain time.Duration
+	// MaxConnections caps the open connections of each listener (SMTP
+	// and MTQP); 0 means the packages' defaults (1024), negative no cap.
+	MaxConnections int
+	// SessionRate and SessionBurst limit new SMTP sessions per client IP
+	// address (token bucket); 0 means DefaultSessionRate and
+	// DefaultSessionBurst, a negative rate no limit. A client over its
+	// budget gets 421 4.7.0 to EHLO.
+	SessionRate  float64
+	SessionBurst int
 	// Logger receives every log line; nil means slog.Default().
 	Logger *slog.Logger
 }
@@ -230,6 +239,8 @@ type MTA struct {
 	mtqpSrv       *mtqp.Server
 	listeners     []net.Listener
 	addrs         Addrs
+
+	limit *limiter
 
 	gatesMu sync.Mutex
 	gates   map[string]chan struct{}
@@ -269,6 +280,7 @@ func New(ctx context.Context, cfg Config) (_ *MTA, err error) {
 	if err := cfg.Options.Validate(); err != nil {
 		return nil, fmt.Errorf("mta: options: %w", err)
 	}
+	m.limit = newLimiter(cfg.SessionRate, cfg.SessionBurst)
 	m.logCfg = tracking.LogConfig{
 		Tracking:      tracking.LogFlags(cfg.Options.LogTracking),
 		FutureRelease: tracking.LogFlags(cfg.Options.LogFutureRelease),
@@ -355,7 +367,7 @@ func New(ctx context.Context, cfg Config) (_ *MTA, err error) {
 		srv.Domain = m.hostname
 		srv.MaxMessageBytes = DefaultMaxMessage
 		srv.MaxRecipients = 1000
-		return mw.NewServer(srv, smtpext.Config{TLSConfig: m.tlsConf, Logger: m.log})
+		return mw.NewServer(srv, smtpext.Config{TLSConfig: m.tlsConf, Logger: m.log, MaxConnections: cfg.MaxConnections})
 	}
 	if m.mxSrv, err = newSMTP(m.mxMW); err != nil {
 		return nil, fmt.Errorf("mta: MX server: %w", err)
@@ -364,10 +376,11 @@ func New(ctx context.Context, cfg Config) (_ *MTA, err error) {
 		return nil, fmt.Errorf("mta: submission server: %w", err)
 	}
 	m.mtqpSrv = &mtqp.Server{
-		Backend:   mtqpbackend.New(m.engine, mtqpbackend.Options{ReportingMTA: m.hostname}),
-		Domain:    m.hostname,
-		TLSConfig: m.tlsConf,
-		Logger:    m.log,
+		Backend:        mtqpbackend.New(m.engine, mtqpbackend.Options{ReportingMTA: m.hostname}),
+		Domain:         m.hostname,
+		TLSConfig:      m.tlsConf,
+		Logger:         m.log,
+		MaxConnections: cfg.MaxConnections,
 	}
 
 	listen := func(addr, def string) (net.Listener, string, error) {

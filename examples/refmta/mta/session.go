@@ -67,6 +67,10 @@ type backend struct {
 
 func (b *backend) NewSession(c *smtp.Conn) (smtp.Session, error) {
 	s := &session{m: b.m, submission: b.submission, conn: c, info: smtpext.FromConn(c)}
+	if !b.m.limit.allow(c.Conn().RemoteAddr()) {
+		b.m.log.Warn("smtp: session rate limit", "remote", s.remote())
+		return nil, smtpErr(421, [3]int{4, 7, 0}, "Too many sessions from your address, try again later")
+	}
 	if b.submission {
 		return &authSession{s}, nil
 	}

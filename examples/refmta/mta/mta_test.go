@@ -1,0 +1,238 @@
+package mta
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-sasl"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/msgtrack/msgtrack/aliasing"
+	"github.com/msgtrack/msgtrack/channelopts"
+	"github.com/msgtrack/msgtrack/mtqp"
+	"github.com/msgtrack/msgtrack/mtrk"
+	"github.com/msgtrack/msgtrack/smtpext"
+)
+
+func TestLimiter(t *testing.T) {
+	addr := &net.TCPAddr{IP: net.IPv4(192, 0, 2, 1), Port: 1234}
+	other := &net.TCPAddr{IP: net.IPv4(192, 0, 2, 2), Port: 1234}
+	for _, tc := range []struct {
+		name    string
+		rate    float64
+		burst   int
+		tries   int
+		allowed int
+	}{
+		{"burst then refuse", 0.001, 3, 5, 3},
+		{"unlimited", -1, 1, 50, 50},
+		{"defaults", 0, 0, DefaultSessionBurst + 5, DefaultSessionBurst},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			l := newLimiter(tc.rate, tc.burst)
+			n := 0
+			for range tc.tries {
+				if l.allow(addr) {
+					n++
+				}
+			}
+			// One client's budget is its own; a port change is the same
+			// client.
+			assert.Equal(t, tc.allowed, n)
+			assert.True(t, l.allow(other), "another address has its own budget")
+		})
+	}
+}
+
+func TestDefaultChannel(t *testing.T) {
+	for _, tc := range []struct {
+		name           string
+		server, client bool
+		generate       time.Duration
+	}{
+		{ChannelMX, true, false, 0},
+		{ChannelSubmission, true, false, 259200 * time.Second},
+		{ChannelRelay, false, true, 0},
+		{"other", false, false, 0},
+	} {
+		ch := DefaultChannel(tc.name)
+		assert.Equal(t, tc.name, ch.Name)
+		assert.Equal(t, tc.server, ch.TrackingServer, tc.name)
+		assert.Equal(t, tc.client, ch.TrackingClient, tc.name)
+		assert.Equal(t, tc.generate, ch.TrackingGenerate, tc.name)
+		assert.Equal(t, channelopts.Internal, ch.Disposition, tc.name)
+		assert.Equal(t, aliasing.Multiple, ch.AliasPolicy, tc.name)
+		assert.NoError(t, ch.Validate())
+	}
+}
+
+func TestNewRefusesBadConfig(t *testing.T) {
+	base := func(t *testing.T) Config {
+		d := t.TempDir()
+		return Config{MXAddr: "127.0.0.1:0", SubmissionAddr: "127.0.0.1:0", MTQPAddr: "127.0.0.1:0",
+			SpoolDir: filepath.Join(d, "spool"), MaildirRoot: filepath.Join(d, "md"), Logger: slog.New(slog.DiscardHandler)}
+	}
+	for _, tc := range []struct {
+		name string
+		mod  func(*Config)
+		want string
+	}{
+		{"no spool", func(c *Config) { c.SpoolDir = "" }, "required"},
+		{"bad store", func(c *Config) { c.Store = "redis://x" }, "unknown store"},
+		{"empty memcache", func(c *Config) { c.Store = "memcache://" }, "no memcached server"},
+		{"cert without key", func(c *Config) { c.TLSCert = "/nonexistent" }, "together"},
+		{"missing users file", func(c *Config) { c.UsersFile = "/nonexistent/users" }, "users"},
+		{"bad listen address", func(c *Config) { c.MXAddr = "256.0.0.1:1" }, "listen"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := base(t)
+			tc.mod(&cfg)
+			_, err := New(context.Background(), cfg)
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), tc.want)
+		})
+	}
+}
+
+// startMTA runs an MTA on free loopback ports with one user, alice.
+func startMTA(tb testing.TB) *MTA {
+	tb.Helper()
+	d := tb.TempDir()
+	users := filepath.Join(d, "users")
+	require.NoError(tb, os.WriteFile(users, []byte("alice:pw\nbob:pw\n"), 0o600))
+	m, err := New(context.Background(), Config{
+		MXAddr: "127.0.0.1:0", SubmissionAddr: "127.0.0.1:0", MTQPAddr: "127.0.0.1:0",
+		Hostname: "mta.example.test", SpoolDir: filepath.Join(d, "spool"), MaildirRoot: filepath.Join(d, "md"),
+		LocalDomains: []string{"example.test"}, UsersFile: users, SessionRate: -1,
+		Logger: slog.New(slog.DiscardHandler),
+	})
+	require.NoError(tb, err)
+	m.Start(context.Background())
+	tb.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		assert.NoError(tb, m.Shutdown(ctx))
+	})
+	return m
+}
+
+// submitHeld submits one tracked message held for an hour over a fresh
+// authenticated connection.
+func submitHeld(ctx context.Context, addr, envid string, secret mtrk.Secret) error {
+	c, err := smtpext.Dial(ctx, addr)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	if err := c.StartTLS(ctx, &tls.Config{InsecureSkipVerify: true}); err != nil { //nolint:gosec // self-signed test certificate
+		return err
+	}
+	if err := c.Auth(ctx, sasl.NewPlainClient("", "alice", "pw")); err != nil {
+		return err
+	}
+	if err := c.Mail(ctx, "alice@example.test",
+		smtpext.MailParam{Name: "ENVID", Value: envid, Keyword: "DSN"},
+		smtpext.MailParam{Name: "MTRK", Value: secret.Certifier().String(), Keyword: "MTRK"},
+		smtpext.MailParam{Name: "HOLDFOR", Value: "3600", Keyword: "FUTURERELEASE"}); err != nil {
+		return err
+	}
+	if _, err := c.Rcpt(ctx, "bob@example.test"); err != nil {
+		return err
+	}
+	w, err := c.Data(ctx)
+	if err != nil {
+		return err
+	}
+	if _, err := io.WriteString(w, "Subject: "+envid+"\r\nMessage-ID: <"+envid+"@example.test>\r\n\r\nhello\r\n"); err != nil {
+		return err
+	}
+	if err := w.Close(); err != nil {
+		return err
+	}
+	return c.Quit(ctx)
+}
+
+func TestSubmissionRequiresAuthAndTLS(t *testing.T) {
+	m := startMTA(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	c, err := smtpext.Dial(ctx, m.Addrs().Submission)
+	require.NoError(t, err)
+	defer c.Close()
+	require.NoError(t, c.Hello(ctx, "client.example.test"))
+	ok, _ := c.Extension("AUTH")
+	assert.False(t, ok, "no AUTH before TLS")
+	ok, _ = c.Extension("FUTURERELEASE")
+	assert.False(t, ok, "no FUTURERELEASE before TLS")
+	err = c.Mail(ctx, "alice@example.test")
+	var re *smtpext.ReplyError
+	require.ErrorAs(t, err, &re)
+	assert.Equal(t, 530, re.Code)
+
+	require.NoError(t, c.StartTLS(ctx, &tls.Config{InsecureSkipVerify: true})) //nolint:gosec // self-signed test certificate
+	for _, kw := range []string{"AUTH", "MTRK", "FUTURERELEASE", "DSN"} {
+		ok, _ := c.Extension(kw)
+		assert.True(t, ok, kw)
+	}
+	err = c.Auth(ctx, sasl.NewPlainClient("", "alice", "wrong"))
+	require.ErrorAs(t, err, &re)
+	assert.Equal(t, 535, re.Code)
+}
+
+func TestRecallInProcess(t *testing.T) {
+	m := startMTA(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	secret, err := mtrk.NewSecret()
+	require.NoError(t, err)
+	require.NoError(t, submitHeld(ctx, m.Addrs().Submission, "unit-1", secret))
+
+	c, err := mtqp.Dial(ctx, m.Addrs().MTQP)
+	require.NoError(t, err)
+	defer c.Close()
+	res, err := c.Recall(ctx, "unit-1", secret)
+	require.NoError(t, err)
+	require.Len(t, res.Report.Recipients, 1)
+	assert.Equal(t, mtqp.RecallRecalled, res.Report.Recipients[0].RecallStatus())
+
+	// The spool, the authority, agrees.
+	var states []string
+	for _, env := range m.spool.List() {
+		for _, r := range env.Recipients {
+			states = append(states, string(r.State))
+		}
+	}
+	assert.Equal(t, []string{"recalled"}, states)
+
+	// A wrong secret learns nothing.
+	other, err := mtrk.NewSecret()
+	require.NoError(t, err)
+	_, err = c.Track(ctx, "unit-1", other)
+	assert.ErrorIs(t, err, mtqp.ErrNotFound)
+}
+
+// BenchmarkSubmitHeld measures the acceptance path of one tracked, held
+// message over loopback: TLS, AUTH, MAIL with MTRK and HOLDFOR, DATA, the
+// durable spool write (two fsyncs and renames) and the tracking record.
+func BenchmarkSubmitHeld(b *testing.B) {
+	m := startMTA(b)
+	ctx := context.Background()
+	secret, err := mtrk.NewSecret()
+	require.NoError(b, err)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := range b.N {
+		if err := submitHeld(ctx, m.Addrs().Submission, fmt.Sprintf("bench-%d", i), secret); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
