@@ -18,9 +18,12 @@ import (
 
 	"github.com/msgtrack/msgtrack/aliasing"
 	"github.com/msgtrack/msgtrack/channelopts"
+	"github.com/msgtrack/msgtrack/internal/testenv"
 	"github.com/msgtrack/msgtrack/mtqp"
 	"github.com/msgtrack/msgtrack/mtrk"
 	"github.com/msgtrack/msgtrack/smtpext"
+	"github.com/msgtrack/msgtrack/tracking"
+	"github.com/msgtrack/msgtrack/trackstore/memcachestore"
 )
 
 func TestLimiter(t *testing.T) {
@@ -103,18 +106,22 @@ func TestNewRefusesBadConfig(t *testing.T) {
 	}
 }
 
-// startMTA runs an MTA on free loopback ports with one user, alice.
-func startMTA(tb testing.TB) *MTA {
+// startMTA runs an MTA on free loopback ports with users alice and bob.
+func startMTA(tb testing.TB, mods ...func(*Config)) *MTA {
 	tb.Helper()
 	d := tb.TempDir()
 	users := filepath.Join(d, "users")
 	require.NoError(tb, os.WriteFile(users, []byte("alice:pw\nbob:pw\n"), 0o600))
-	m, err := New(context.Background(), Config{
+	cfg := Config{
 		MXAddr: "127.0.0.1:0", SubmissionAddr: "127.0.0.1:0", MTQPAddr: "127.0.0.1:0",
 		Hostname: "mta.example.test", SpoolDir: filepath.Join(d, "spool"), MaildirRoot: filepath.Join(d, "md"),
 		LocalDomains: []string{"example.test"}, UsersFile: users, SessionRate: -1,
 		Logger: slog.New(slog.DiscardHandler),
-	})
+	}
+	for _, f := range mods {
+		f(&cfg)
+	}
+	m, err := New(context.Background(), cfg)
 	require.NoError(tb, err)
 	m.Start(context.Background())
 	tb.Cleanup(func() {
@@ -128,6 +135,10 @@ func startMTA(tb testing.TB) *MTA {
 // submitHeld submits one tracked message held for an hour over a fresh
 // authenticated connection.
 func submitHeld(ctx context.Context, addr, envid string, secret mtrk.Secret) error {
+	return submitHold(ctx, addr, envid, secret, 3600)
+}
+
+func submitHold(ctx context.Context, addr, envid string, secret mtrk.Secret, hold int) error {
 	c, err := smtpext.Dial(ctx, addr)
 	if err != nil {
 		return err
@@ -142,7 +153,7 @@ func submitHeld(ctx context.Context, addr, envid string, secret mtrk.Secret) err
 	if err := c.Mail(ctx, "alice@example.test",
 		smtpext.MailParam{Name: "ENVID", Value: envid, Keyword: "DSN"},
 		smtpext.MailParam{Name: "MTRK", Value: secret.Certifier().String(), Keyword: "MTRK"},
-		smtpext.MailParam{Name: "HOLDFOR", Value: "3600", Keyword: "FUTURERELEASE"}); err != nil {
+		smtpext.MailParam{Name: "HOLDFOR", Value: fmt.Sprint(hold), Keyword: "FUTURERELEASE"}); err != nil {
 		return err
 	}
 	if _, err := c.Rcpt(ctx, "bob@example.test"); err != nil {
@@ -235,4 +246,52 @@ func BenchmarkSubmitHeld(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// TestRecallClaimedBeforeAttempt: a recall made at another MTA of the
+// deployment claims the recipient while the message is held here; this
+// MTA does not poll (PollInterval is an hour), so it first learns of the
+// claim from BeginDelivery at the release: it must withdraw the recipient
+// from its spool, confirm the recall, and deliver nothing.
+func TestRecallClaimedBeforeAttempt(t *testing.T) {
+	mc := testenv.StartMemcached(t)
+	m := startMTA(t, func(c *Config) {
+		c.Store = "memcache://" + mc.Addr
+		c.PollInterval = time.Hour
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	secret, err := mtrk.NewSecret()
+	require.NoError(t, err)
+	require.NoError(t, submitHold(ctx, m.Addrs().Submission, "claimed-1", secret, 2))
+
+	st, err := memcachestore.New(memcachestore.Options{Servers: []string{mc.Addr}})
+	require.NoError(t, err)
+	defer st.Close()
+	other := tracking.New(st, tracking.Options{ReportingMTA: "other.example.test"})
+	rep, err := other.Recall(ctx, "claimed-1", secret)
+	require.NoError(t, err)
+	require.Len(t, rep.Results, 1)
+	assert.Equal(t, tracking.RecallPending, rep.Results[0].Outcome, "owned by the first MTA, which has not seen the claim yet")
+
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		rep, err = other.Recall(ctx, "claimed-1", secret)
+		require.NoError(t, err)
+		if rep.Results[0].Outcome != tracking.RecallPending {
+			break
+		}
+		require.True(t, time.Now().Before(deadline), "the release never confirmed the recall")
+		time.Sleep(100 * time.Millisecond)
+	}
+	assert.Equal(t, tracking.RecallRecalled, rep.Results[0].Outcome)
+	var states []string
+	for _, env := range m.spool.List() {
+		for _, r := range env.Recipients {
+			states = append(states, string(r.State))
+		}
+	}
+	assert.Equal(t, []string{"recalled"}, states)
+	entries, _ := os.ReadDir(filepath.Join(m.cfg.MaildirRoot, "bob", "new"))
+	assert.Empty(t, entries)
 }
