@@ -127,21 +127,28 @@ func TestQuickRunReportsEveryRowWithPositiveFigures(t *testing.T) {
 		assert.Contains(t, string(doc), s)
 	}
 
-	// A second run keeps what was written by hand below the marker.
+}
+
+// TestWriteKeepsHandWrittenNotes: regenerating the report keeps what was
+// written below the marker and replaces what is above it.
+func TestWriteKeepsHandWrittenNotes(t *testing.T) {
+	out := filepath.Join(t.TempDir(), "docs", "BENCHMARKS.md")
+	require.NoError(t, writeKeepingNotes(out, "generated one\n"))
+	doc, err := os.ReadFile(out)
+	require.NoError(t, err)
 	require.NoError(t, os.WriteFile(out, append(doc, "hand-written finding\n"...), 0o644))
-	stdout.Reset()
-	require.NoError(t, run(context.Background(), config{Quick: true, Writers: 2, Out: out, Only: "store", Stdout: &stdout}))
+	require.NoError(t, writeKeepingNotes(out, "generated two\n"))
 	doc, err = os.ReadFile(out)
 	require.NoError(t, err)
-	assert.Contains(t, string(doc), "hand-written finding")
+	assert.Equal(t, "generated two\n"+notesMarker+"\nhand-written finding\n", string(doc))
 }
 
 // TestSummarizeOrderStatisticInterval checks the median interval against
 // hand-computed ranks.
 func TestSummarizeOrderStatisticInterval(t *testing.T) {
 	for _, tc := range []struct {
-		xs             []float64
-		med, lo, hi    float64
+		xs          []float64
+		med, lo, hi float64
 		minCoverage float64
 	}{
 		{[]float64{10, 9, 8, 7, 6, 5, 4, 3, 2, 1}, 5.5, 2, 9, 0.978},

@@ -23,7 +23,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"flag"
@@ -57,6 +56,8 @@ type config struct {
 	Out        string
 	CPUProfile string
 	Stdout     io.Writer
+	// Progress receives a line per round; nil discards.
+	Progress io.Writer
 }
 
 func main() {
@@ -76,7 +77,7 @@ func main() {
 	flag.StringVar(&c.Out, "out", "", "write the report (Markdown) to this file")
 	flag.StringVar(&c.CPUProfile, "cpuprofile", "", "write a CPU profile of the measured rounds")
 	flag.Parse()
-	c.Stdout = os.Stdout
+	c.Stdout, c.Progress = os.Stdout, os.Stderr
 	if err := run(context.Background(), c); err != nil {
 		log.Fatal(err)
 	}
@@ -88,6 +89,9 @@ func run(ctx context.Context, c config) error {
 		if c.Writers > 2 {
 			c.Writers = 2
 		}
+	}
+	if c.Progress == nil {
+		c.Progress = io.Discard
 	}
 	if c.Rounds < 1 {
 		return errors.New("loadgen: -rounds must be at least 1")
@@ -136,7 +140,7 @@ func run(ctx context.Context, c config) error {
 				samples[i] = append(samples[i], x)
 			}
 		}
-		fmt.Fprintf(os.Stderr, "loadgen: round %d/%d done (%v)\n", round, c.Rounds, time.Since(start).Round(time.Second))
+		fmt.Fprintf(c.Progress, "loadgen: round %d/%d done (%v)\n", round, c.Rounds, time.Since(start).Round(time.Second))
 	}
 	if prof != nil {
 		pprof.StopCPUProfile()
@@ -234,12 +238,4 @@ func writeKeepingNotes(path, doc string) error {
 		return err
 	}
 	return os.WriteFile(path, []byte(doc), 0o644)
-}
-
-func firstLine(s string) string {
-	sc := bufio.NewScanner(strings.NewReader(s))
-	if sc.Scan() {
-		return strings.TrimSpace(sc.Text())
-	}
-	return ""
 }
