@@ -4,8 +4,11 @@ import (
 	"encoding/base64"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -15,6 +18,7 @@ import (
 	"github.com/msgtrack/msgtrack/idgen"
 	"github.com/msgtrack/msgtrack/internal/testenv"
 	"github.com/msgtrack/msgtrack/mtqp"
+	"github.com/msgtrack/msgtrack/mtrk"
 )
 
 func writeFile(t *testing.T, name, content string) string {
@@ -236,4 +240,67 @@ func TestE2ELoopDetection(t *testing.T) {
 	assert.Equal(t, 554, res.Code, "%+v", res)
 	assert.Contains(t, res.Error, "5.4.6")
 	assert.Empty(t, in.maildirFiles("bob"))
+}
+
+var (
+	cliOnce sync.Once
+	cliPath string
+	cliErr  error
+)
+
+// mtqpCommand builds the examples/mtqp command once.
+func mtqpCommand(t *testing.T) string {
+	t.Helper()
+	cliOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "refmta-e2e-mtqp-")
+		if err != nil {
+			cliErr = err
+			return
+		}
+		cliPath = filepath.Join(dir, "mtqp")
+		out, err := exec.Command("go", "build", "-o", cliPath, "../mtqp").CombinedOutput()
+		if err != nil {
+			cliErr = fmt.Errorf("go build ../mtqp: %v\n%s", err, out)
+		}
+	})
+	require.NoError(t, cliErr)
+	return cliPath
+}
+
+// TestE2EMTQPCommand drives refmta with the examples/mtqp command: track
+// and recall answer with exit status 0 and the report in JSON.
+func TestE2EMTQPCommand(t *testing.T) {
+	cli := mtqpCommand(t)
+	in := single(t)
+	s := submit(t, in, "alice@example.test", []string{"bob@example.test"}, "cli-1", 3600, nil, nil)
+	for _, verb := range []string{"track", "recall"} {
+		out, err := exec.Command(cli, verb, "-server", in.mtqp, "-insecure", "-envid", s.envid,
+			"-secret", s.secret.String(), "-json").Output()
+		require.NoError(t, err, "%s: %s", verb, out)
+		assert.Contains(t, string(out), "bob@example.test", verb)
+		if verb == "recall" {
+			assert.Contains(t, string(out), `"recalled"`)
+		}
+	}
+	// A wrong secret: answered, but not found, and a non-zero status.
+	other, err := mtrk.NewSecret()
+	require.NoError(t, err)
+	err = exec.Command(cli, "track", "-server", in.mtqp, "-insecure", "-envid", s.envid, "-secret", other.String()).Run()
+	assert.Error(t, err)
+}
+
+// TestE2EReloadUsers: SIGHUP re-reads the users file; a user added
+// afterwards can authenticate.
+func TestE2EReloadUsers(t *testing.T) {
+	in := startInstance(t, instanceConfig{hostname: "mta.example.test", localDomains: "example.test", users: "bob:bob-pw\n"})
+	res, _ := trySubmit(t, in, mail{from: "alice@example.test", rcpts: []string{"bob@example.test"}, envid: "reload-1", tracked: true})
+	assert.Equal(t, 535, res.Code, "alice is not a user yet: %+v", res)
+
+	require.NoError(t, os.WriteFile(filepath.Join(in.dir, "users"), []byte("alice:alice-pw\nbob:bob-pw\n"), 0o600))
+	in.mu.Lock()
+	require.NoError(t, in.cmd.Process.Signal(syscall.SIGHUP))
+	in.mu.Unlock()
+	eventually(t, "reload logged", func() bool { return strings.Contains(in.logText(), "users and aliases reloaded") })
+	res, _ = trySubmit(t, in, mail{from: "alice@example.test", rcpts: []string{"bob@example.test"}, envid: "reload-2", tracked: true})
+	assert.True(t, res.OK, "%+v", res)
 }

@@ -46,7 +46,7 @@ ldap_attr_auth_recall_secret). Channels used: tcp_local (MX), tcp_submit
 259200; tcp_relay: trackingclient). A listen address of "-" disables
 that listener. Without -tls-cert/-tls-key a self-signed certificate is
 made at start. SIGTERM or SIGINT stops accepting, finishes in-flight
-work and exits.
+work and exits; SIGHUP re-reads -users and -aliases.
 
 flags:
 `
@@ -178,7 +178,22 @@ func run(args []string, stderr io.Writer) int {
 	bg, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	m.Start(bg)
-	<-ctx.Done()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+wait:
+	for {
+		select {
+		case <-ctx.Done():
+			break wait
+		case <-hup:
+			if err := m.Reload(bg); err != nil {
+				log.Error("refmta: reload (previous contents kept)", "err", err)
+			} else {
+				log.Info("refmta: users and aliases reloaded")
+			}
+		}
+	}
 	log.Info("refmta: stopping")
 	sctx, scancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer scancel()

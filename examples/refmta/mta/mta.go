@@ -476,6 +476,23 @@ func (m *MTA) generator() (*idgen.Generator, error) {
 	return idgen.New(idgen.Options{Source: src, Logger: m.log}), nil
 }
 
+// Reload re-reads the users and aliases files (on SIGHUP). A file that
+// fails to parse keeps its previous contents; the errors are returned.
+func (m *MTA) Reload(ctx context.Context) error {
+	var errs []error
+	if m.users != nil {
+		if err := m.users.Reload(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("users: %w", err))
+		}
+	}
+	if m.aliases != nil {
+		if err := m.aliases.Reload(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("aliases: %w", err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
 // Addrs returns the bound listen addresses.
 func (m *MTA) Addrs() Addrs { return m.addrs }
 
