@@ -143,9 +143,15 @@ func (e *env) storeVariants() []variant {
 			if rec, err = newRecord(ctx, st, 1); err != nil {
 				return
 			}
-			// A raw item as large as the record's shard.
+			// A raw item as large as the one an event on user0 rewrites:
+			// its shard, or the head when the record keeps its recipients
+			// there.
 			var it trackstore.Item
-			if it, err = st.Get(ctx, tracking.ShardKey(rec.ref.Certifier, tracking.ShardOf("user0@example.org"))); err != nil {
+			it, err = st.Get(ctx, tracking.ShardKey(rec.ref.Certifier, tracking.ShardOf("user0@example.org")))
+			if errors.Is(err, trackstore.ErrNotFound) {
+				it, err = st.Get(ctx, tracking.HeadKey(rec.ref.Certifier))
+			}
+			if err != nil {
 				return
 			}
 			raw = memcache.New(e.mcAddr)
