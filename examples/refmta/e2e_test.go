@@ -571,4 +571,22 @@ func TestE2ETwoInstancesSharedMemcached(t *testing.T) {
 	})
 	assert.Contains(t, a.logText(), "recipient recalled")
 	assert.Len(t, b.maildirFiles("bob"), 1, "the recalled message never reaches B")
+
+	// A message queued at B (its Maildir fails temporarily: a plain file
+	// stands where bob's folder should be) is recalled through A.
+	bobDir := filepath.Join(b.dir, "maildir", "bob")
+	require.NoError(t, os.Rename(bobDir, bobDir+".away"))
+	require.NoError(t, os.WriteFile(bobDir, []byte("not a folder"), 0o600))
+	q := submit(t, a, "alice@a.test", []string{"bob@b.test"}, "e2e-queued-at-b", 1, nil, nil)
+	eventually(t, "deferred at B", func() bool {
+		rc := rcptOf(t, track(t, a.mtqp, q), "bob@b.test")
+		return rc.Action == mtqp.ActionDelayed && ext(rc.Extensions, "X-Diagnostic") != ""
+	})
+	eventually(t, "B confirms the recall made at A", func() bool {
+		return rcptOf(t, recall(t, a.mtqp, q), "bob@b.test").RecallStatus() == mtqp.RecallRecalled
+	})
+	require.NoError(t, os.Remove(bobDir))
+	require.NoError(t, os.Rename(bobDir+".away", bobDir))
+	assert.Contains(t, b.logText(), "recipient recalled")
+	assert.NotContains(t, readAll(t, b.maildirFiles("bob")), "e2e-queued-at-b")
 }
