@@ -1,8 +1,10 @@
 package main
 
 import (
+	"context"
 	"encoding/base64"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -19,6 +21,8 @@ import (
 	"github.com/msgtrack/msgtrack/internal/testenv"
 	"github.com/msgtrack/msgtrack/mtqp"
 	"github.com/msgtrack/msgtrack/mtrk"
+	"github.com/msgtrack/msgtrack/tracking"
+	"github.com/msgtrack/msgtrack/trackstore/memcachestore"
 )
 
 func writeFile(t *testing.T, name, content string) string {
@@ -303,4 +307,22 @@ func TestE2EReloadUsers(t *testing.T) {
 	eventually(t, "reload logged", func() bool { return strings.Contains(in.logText(), "users and aliases reloaded") })
 	res, _ = trySubmit(t, in, mail{from: "alice@example.test", rcpts: []string{"bob@example.test"}, envid: "reload-2", tracked: true})
 	assert.True(t, res.OK, "%+v", res)
+}
+
+// TestE2EOptionsSelectMemcached: without -store, the option file's
+// tracking_mode 1 and memcache_host choose the store.
+func TestE2EOptionsSelectMemcached(t *testing.T) {
+	mc := testenv.StartMemcached(t)
+	host, port, err := net.SplitHostPort(mc.Addr)
+	require.NoError(t, err)
+	opts := writeFile(t, "option.dat", "TRACKING_MODE=1\nMEMCACHE_HOST="+host+"\nMEMCACHE_PORT="+port+"\n")
+	in := single(t, "-options", opts)
+	s := submit(t, in, "alice@example.test", []string{"bob@example.test"}, "opt-mc", 3600, nil, nil)
+
+	st, err := memcachestore.New(memcachestore.Options{Servers: []string{mc.Addr}})
+	require.NoError(t, err)
+	defer st.Close()
+	rec, err := tracking.New(st, tracking.Options{ReportingMTA: "inspector"}).Lookup(context.Background(), s.secret.Certifier())
+	require.NoError(t, err, "the record is in the memcached the option file names")
+	assert.Equal(t, "opt-mc", rec.OriginalEnvelopeID)
 }

@@ -430,27 +430,48 @@ func (m *MTA) openStore() (trackstore.Store, error) {
 			spec = "memcache://" + strings.Join(m.cfg.Options.MemcacheServers(), ",")
 		}
 	}
-	switch {
-	case spec == "memory":
-		return memstore.New(memstore.Options{}), nil
-	case strings.HasPrefix(spec, "memcache://"):
-		var servers []string
-		for _, s := range strings.Split(strings.TrimPrefix(spec, "memcache://"), ",") {
-			if s = strings.TrimSpace(s); s != "" {
-				servers = append(servers, s)
-			}
-		}
-		if len(servers) == 0 {
-			return nil, fmt.Errorf("mta: store %q names no memcached server", spec)
-		}
-		st, err := memcachestore.New(memcachestore.Options{Servers: servers})
-		if err != nil {
-			return nil, fmt.Errorf("mta: memcached store: %w", err)
-		}
-		m.closers = append(m.closers, st)
-		return st, nil
+	servers, err := ParseStore(spec)
+	if err != nil {
+		return nil, err
 	}
-	return nil, fmt.Errorf("mta: unknown store %q (want memory or memcache://host:port[,host:port])", spec)
+	if servers == nil {
+		return memstore.New(memstore.Options{}), nil
+	}
+	st, err := memcachestore.New(memcachestore.Options{Servers: servers})
+	if err != nil {
+		return nil, fmt.Errorf("mta: memcached store: %w", err)
+	}
+	m.closers = append(m.closers, st)
+	return st, nil
+}
+
+// ParseStore reads a -store value: "memory" gives nil servers,
+// "memcache://host:port[,host:port...]" the memcached servers (at least
+// one; each must be host:port, the port is not defaulted here).
+func ParseStore(spec string) ([]string, error) {
+	if spec == "memory" {
+		return nil, nil
+	}
+	rest, ok := strings.CutPrefix(spec, "memcache://")
+	if !ok {
+		return nil, fmt.Errorf("mta: unknown store %q (want memory or memcache://host:port[,host:port])", spec)
+	}
+	servers := []string{}
+	for _, s := range strings.Split(rest, ",") {
+		s = strings.TrimSpace(s)
+		if s == "" {
+			continue
+		}
+		host, port, err := net.SplitHostPort(s)
+		if err != nil || host == "" || port == "" {
+			return nil, fmt.Errorf("mta: store %q: %q is not host:port", spec, s)
+		}
+		servers = append(servers, s)
+	}
+	if len(servers) == 0 {
+		return nil, fmt.Errorf("mta: store %q names no memcached server", spec)
+	}
+	return servers, nil
 }
 
 // generator returns the trackinggenerate identifier generator, with the

@@ -92,6 +92,9 @@ func TestNewRefusesBadConfig(t *testing.T) {
 		{"no spool", func(c *Config) { c.SpoolDir = "" }, "required"},
 		{"bad store", func(c *Config) { c.Store = "redis://x" }, "unknown store"},
 		{"empty memcache", func(c *Config) { c.Store = "memcache://" }, "no memcached server"},
+		{"memcached from the options", func(c *Config) {
+			c.Options = channelopts.MTA{TrackingMode: channelopts.ModeMemcached}
+		}, "memcache_host"},
 		{"cert without key", func(c *Config) { c.TLSCert = "/nonexistent" }, "together"},
 		{"missing users file", func(c *Config) { c.UsersFile = "/nonexistent/users" }, "users"},
 		{"bad listen address", func(c *Config) { c.MXAddr = "256.0.0.1:1" }, "listen"},
@@ -294,4 +297,55 @@ func TestRecallClaimedBeforeAttempt(t *testing.T) {
 	assert.Equal(t, []string{"recalled"}, states)
 	entries, _ := os.ReadDir(filepath.Join(m.cfg.MaildirRoot, "bob", "new"))
 	assert.Empty(t, entries)
+}
+
+func TestParseStore(t *testing.T) {
+	for _, tc := range []struct {
+		spec    string
+		servers []string
+		err     string
+	}{
+		{"memory", nil, ""},
+		{"memcache://127.0.0.1:11211", []string{"127.0.0.1:11211"}, ""},
+		{"memcache://a:1, b:2,", []string{"a:1", "b:2"}, ""},
+		{"memcache://[::1]:11211", []string{"[::1]:11211"}, ""},
+		{"memcache://", nil, "no memcached server"},
+		{"memcache://host", nil, "not host:port"},
+		{"memcache://:11211", nil, "not host:port"},
+		{"Memory", nil, "unknown store"},
+		{"redis://x:1", nil, "unknown store"},
+		{"", nil, "unknown store"},
+	} {
+		got, err := ParseStore(tc.spec)
+		if tc.err != "" {
+			assert.ErrorContains(t, err, tc.err, tc.spec)
+			continue
+		}
+		require.NoError(t, err, tc.spec)
+		assert.Equal(t, tc.servers, got, tc.spec)
+	}
+}
+
+func FuzzParseStore(f *testing.F) {
+	for _, s := range []string{"memory", "memcache://127.0.0.1:11211", "memcache://a:1,b:2", "memcache://", "memcache://[::1]:1", "x"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, spec string) {
+		servers, err := ParseStore(spec)
+		if err != nil {
+			return
+		}
+		if spec == "memory" {
+			assert.Nil(t, servers)
+			return
+		}
+		require.NotEmpty(t, servers)
+		for _, s := range servers {
+			h, p, err := net.SplitHostPort(s)
+			require.NoError(t, err)
+			assert.NotEmpty(t, h)
+			assert.NotEmpty(t, p)
+			assert.Contains(t, spec, s)
+		}
+	})
 }
