@@ -30,49 +30,77 @@
 //
 // # Storage layout
 //
-// A record is one head item and up to ShardCount (16) shard items:
+// A record is one head item and, when it is big, up to ShardCount (16)
+// shard items:
 //
-//	head   trackstore.SafeKey("mt",   certifier bytes)   per-message fields, hops, shard mask
+//	head   trackstore.SafeKey("mt",   certifier bytes)   per-message fields, hops, shard mask, inline recipients
 //	shard  trackstore.SafeKey("mtsN", certifier bytes)   N = hex shard number 0..f; recipients
 //
-// A recipient lives in shard ShardOf(address) = FNV-1a(address) mod 16,
-// so an event finds its item from the address alone, reads it and writes
-// it back with compare-and-swap: one Get and one CAS, the physical floor.
-// Events for recipients in different shards never collide. A 10,000
-// recipient message puts about 625 recipients (some 100 KB) in each
-// shard, well inside memcached's 1 MiB item. The head's shard mask lists
-// the shards created (at acceptance and by expansions).
+// A small record keeps its recipients in the head ("inline"): a message
+// accepted with at most InlineRecipients (16) recipients is one item, so
+// a query is one Get and an event one Get and one CAS, the physical
+// floor. Its events all write the head, which is fine for so few
+// recipients.
+//
+// A bigger record is sharded: a recipient lives in shard ShardOf(address)
+// = FNV-1a(address) mod 16, so an event finds its item from the address
+// alone (one Get and one CAS), and events for recipients in different
+// shards never collide. A 10,000 recipient message puts about 625
+// recipients in each shard (some 80 KB with 55-character addresses and
+// their originals), well inside memcached's 1 MiB
+// item. The head's shard mask lists the shards created (at acceptance and
+// by expansions); a shard is listed in the head before it is written.
+//
+// A record grows (a later internal hop's Accepted, an expansion's tracked
+// children): new recipients go inline while the head is not sharded and
+// stays within InlineRecipients, otherwise to their shards, and the head
+// is marked sharded for good. Recipients never move between items, so no
+// write has to change two items at once; a sharded record may still keep
+// its first recipients inline (a set that no longer changes). Each Engine
+// caches every record's layout (sharded or not, shard mask, the inline
+// addresses), to send an event straight to the right item; a record it
+// has not seen costs one extra Get of the head on the first event, and a
+// stale entry one extra round trip, never a wrong update.
 //
 // Every item starts with the bytes 'M' 'T', a kind ('H' head, 'S' shard)
-// and a format version (1), followed by JSON with short field names.
-// Readers ignore unknown JSON fields, so a later version can add fields
-// and still be read by this one, and this one's records are readable by
-// the next. Any other bytes, another version, a certifier or shard number
-// that does not match the key, or an invalid field decode to an error
-// wrapping trackstore.ErrCorrupt, never a panic (FuzzDecode).
+// and a format version. Version 2 (FormatVersion, written by this
+// package) is a compact tagged binary encoding: uvarint tags (field
+// number and wire type), uvarint numbers, length-prefixed strings and
+// nested messages for hops and recipients. Readers skip fields they do
+// not know, so a later version can add fields and still be read by this
+// one. Version 1 (JSON, every recipient in a shard) is still read, and
+// rewritten as version 2 on its next update; an MTA running the version 1
+// code sees version 2 items as corrupt, so upgrade the MTAs that share a
+// store together. Any other bytes, another version, a certifier or shard
+// number that does not match the key, or an invalid field decode to an
+// error wrapping trackstore.ErrCorrupt, never a panic (FuzzDecode).
 //
 // Items are not updated atomically together, and a store may evict one and
 // not another. What a reader sees:
 //
 //   - Head and all listed shards present: the full record.
 //   - A listed shard missing (evicted) or undecodable: Track returns the
-//     other recipients with Record.Incomplete and Record.MissingShards.
-//     BeginDelivery answers ClaimUnknown for its recipients (the queue's
-//     spool decides) and later events for them change nothing: a shard is
-//     only ever created by Accepted or Expanded, so stray events can never
-//     write into a record they do not belong to. That shard's recipients
-//     stay untracked.
+//     other recipients (inline ones included) with Record.Incomplete and
+//     Record.MissingShards. BeginDelivery answers ClaimUnknown for its
+//     recipients (the queue's spool decides) and later events for them
+//     change nothing: a shard is only ever created by Accepted or
+//     Expanded, so stray events can never write into a record they do not
+//     belong to. That shard's recipients stay untracked.
 //   - Head missing: Track and Recall return ErrNotFound, since the
-//     envelope ID cannot be checked. Lookup returns the surviving shards
-//     with Record.HeadMissing. Events on surviving shards still apply. An
-//     internal next hop's Accepted writes a new head (listing only its own
-//     hop, and every shard slot, since which existed is unknown), after
-//     which the record is readable again, marked Incomplete.
-//   - A shard present that the head does not list (a crash between the two
-//     writes): it is read whenever the reader does not already know the
-//     head's shard mask (queries fetch the head and every shard slot in
-//     one round trip then, and only the listed shards once the engine has
-//     seen the head).
+//     envelope ID cannot be checked. For a small record the head was the
+//     whole record: Lookup too returns ErrNotFound, BeginDelivery answers
+//     ClaimUnknown and events change nothing. For a sharded one Lookup
+//     returns the surviving shards with Record.HeadMissing (inline
+//     recipients are lost with the head), and events on surviving shards
+//     still apply. An internal next hop's Accepted writes a new head
+//     (listing only its own hop, and every shard slot, since which existed
+//     is unknown; its recipients go to their shards), after which the
+//     record is readable again, marked Incomplete.
+//   - A shard present that the head does not list: this version never
+//     leaves one (the head lists a shard before it is created), but a
+//     version 1 writer interrupted between its two writes of an expansion
+//     could. Track does not read it; Lookup reads every slot when the head
+//     is missing.
 //
 // # Writes, retries, group commit
 //

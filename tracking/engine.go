@@ -137,10 +137,10 @@ type Engine struct {
 	// sign of another writer.
 	contendedFor time.Duration
 
-	mu     sync.Mutex
-	queues map[string]*keyQueue
-	keys   map[string]*keyState
-	masks  maskCache
+	mu      sync.Mutex
+	queues  map[string]*keyQueue
+	keys    map[string]*keyState
+	layouts layoutCache
 }
 
 // New returns an engine over store.

@@ -168,12 +168,31 @@ func TestIdempotentEvents(t *testing.T) {
 	e := f.engine("mta1")
 	ref := f.accept(e, "Q1", rcpts(2))
 	// Replaying Accepted (a spool replay) changes nothing.
-	before, err := f.store.Get(bg, ShardKey(f.cert, ShardOf("user0@example.org")))
+	key := f.itemKey("user0@example.org")
+	before, err := f.store.Get(bg, key)
 	require.NoError(t, err)
 	f.accept(e, "Q1", rcpts(2))
-	after, err := f.store.Get(bg, ShardKey(f.cert, ShardOf("user0@example.org")))
+	after, err := f.store.Get(bg, key)
 	require.NoError(t, err)
 	assert.Equal(t, before.Version, after.Version, "replayed Accepted must not write")
+	// Nor for a sharded record (head and shards).
+	big := newFixture(t)
+	be := big.engine("mta1")
+	big.accept(be, "Q1", rcpts(InlineRecipients+10))
+	var versions []trackstore.Version
+	for _, k := range recordKeys(big.cert) {
+		if it, err := big.store.Get(bg, k); err == nil {
+			versions = append(versions, it.Version)
+		}
+	}
+	big.accept(be, "Q1", rcpts(InlineRecipients+10))
+	var replayed []trackstore.Version
+	for _, k := range recordKeys(big.cert) {
+		if it, err := big.store.Get(bg, k); err == nil {
+			replayed = append(replayed, it.Version)
+		}
+	}
+	assert.Equal(t, versions, replayed, "replayed Accepted of a sharded record must not write")
 
 	o := Outcome{Recipient: "user0@example.org", Status: "4.4.1"}
 	require.NoError(t, e.Delayed(bg, ref, "ev-1", o))
@@ -196,12 +215,12 @@ func TestAppliedEventSetIsBounded(t *testing.T) {
 	for i := 0; i < 3*MaxAppliedEvents; i++ {
 		require.NoError(t, e.Delayed(bg, ref, fmt.Sprintf("ev-%d", i), Outcome{Recipient: "user0@example.org", NextAttempt: f.clock.Now().Add(time.Duration(i) * time.Second)}))
 	}
-	it, err := f.store.Get(bg, ShardKey(f.cert, ShardOf("user0@example.org")))
+	it, err := f.store.Get(bg, f.itemKey("user0@example.org"))
 	require.NoError(t, err)
-	s, err := decodeShard(it.Value, f.cert, -1)
+	h, err := decodeHead(it.Value, f.cert) // a one-recipient record is all head
 	require.NoError(t, err)
-	assert.Len(t, s.Events, MaxAppliedEvents)
-	assert.Equal(t, fmt.Sprintf("ev-%d", 3*MaxAppliedEvents-1), s.Events[len(s.Events)-1])
+	assert.Len(t, h.Events, MaxAppliedEvents)
+	assert.Equal(t, fmt.Sprintf("ev-%d", 3*MaxAppliedEvents-1), h.Events[len(h.Events)-1])
 }
 
 func TestTTLCoversLongHold(t *testing.T) {
@@ -408,8 +427,9 @@ func TestPartialRecords(t *testing.T) {
 func TestCorruptItems(t *testing.T) {
 	f := newFixture(t)
 	e := f.engine("mta1")
-	ref := f.accept(e, "Q1", rcpts(1))
-	key := ShardKey(f.cert, ShardOf("user0@example.org"))
+	ref := f.accept(e, "Q1", rcpts(InlineRecipients+1)) // sharded
+	key := f.itemKey("user0@example.org")
+	require.Equal(t, ShardKey(f.cert, ShardOf("user0@example.org")), key)
 	require.NoError(t, f.store.Set(bg, key, []byte("not a tracking record"), 0))
 	err := e.Delivered(bg, ref, "d", Outcome{Recipient: "user0@example.org"})
 	require.ErrorIs(t, err, trackstore.ErrCorrupt)

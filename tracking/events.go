@@ -135,13 +135,133 @@ func (e *Engine) failed(event, id string, cert []byte, err error) error {
 	return err
 }
 
-func groupByShard(addrs []string) map[int][]int {
+// groupByShard groups the indexes idx of addrs by shard.
+func groupByShard(addrs []string, idx []int) map[int][]int {
 	g := make(map[int][]int)
-	for i, a := range addrs {
-		n := ShardOf(a)
+	for _, i := range idx {
+		n := ShardOf(addrs[i])
 		g[n] = append(g[n], i)
 	}
 	return g
+}
+
+func allIndexes(n int) []int {
+	idx := make([]int, n)
+	for i := range idx {
+		idx[i] = i
+	}
+	return idx
+}
+
+func findRcpt(rs []wireRcpt, addr string) int {
+	for i := range rs {
+		if rs[i].Final == addr {
+			return i
+		}
+	}
+	return -1
+}
+
+// rcptsOf returns the recipient list of a head (inline recipients) or a
+// shard, and the item's expiry.
+func rcptsOf(d doc) (*[]wireRcpt, int64) {
+	switch x := d.(type) {
+	case *wireHead:
+		return &x.Rcpts, x.Expires
+	case *wireShard:
+		return &x.Rcpts, x.Expires
+	}
+	return nil, 0
+}
+
+// rcptFn changes the existing recipient r, which is addrs[i], in an item
+// expiring at exp, and reports whether it did.
+type rcptFn func(r *wireRcpt, i int, exp int64) bool
+
+// forRecipients applies fn to every existing recipient among addrs,
+// wherever it lives: inline in the head, or in its shard. reset(idx)
+// clears the results fn records for addrs[idx] (it runs before every
+// attempt). onErr reports the indexes whose item could not be updated.
+//
+// Routing uses the layout cache: recipients of a record known to keep
+// them all inline go to the head, of a sharded record to their shards
+// (unless among its inline ones, a set that is final once the record is
+// sharded), and of an unknown record to the head first, where its layout
+// is learnt. It reports whether an op was skipped as a duplicate event.
+// A recipient not found in the head of a sharded record, or
+// of a record whose head is missing, is then looked for in its shard.
+func (e *Engine) forRecipients(ctx context.Context, cert []byte, eventID string, addrs []string,
+	reset func(idx []int), fn rcptFn, onErr func(idx []int, err error)) (dup bool) {
+	headKey := HeadKey(cert)
+	lay, known := e.layouts.get(headKey)
+	var headIdx, shardIdx []int
+	for i, a := range addrs {
+		if !known || !lay.sharded || lay.isInline(a) {
+			headIdx = append(headIdx, i)
+		} else {
+			shardIdx = append(shardIdx, i)
+		}
+	}
+	found := make([]bool, len(addrs))
+	mk := func(idx []int, head bool, seen *layout, exists *bool) *op {
+		return &op{eventID: eventID, apply: func(d doc, ex bool) bool {
+			for _, i := range idx {
+				found[i] = false
+			}
+			reset(idx)
+			if exists != nil {
+				*exists = ex
+			}
+			if !ex {
+				return false
+			}
+			if head {
+				*seen = layoutOf(d.(*wireHead))
+			}
+			rs, exp := rcptsOf(d)
+			changed := false
+			for _, i := range idx {
+				j := findRcpt(*rs, addrs[i])
+				if j < 0 {
+					continue
+				}
+				found[i] = true
+				if fn(&(*rs)[j], i, exp) {
+					changed = true
+				}
+			}
+			return changed
+		}}
+	}
+	if len(headIdx) > 0 {
+		var seen layout
+		var exists bool
+		o := mk(headIdx, true, &seen, &exists)
+		if err := e.submit(ctx, headKey, headKind(cert), o); err != nil {
+			onErr(headIdx, err)
+		} else {
+			dup = dup || o.dup
+			if exists {
+				e.layouts.put(headKey, seen)
+			}
+			if !exists || seen.sharded {
+				for _, i := range headIdx {
+					if !found[i] {
+						shardIdx = append(shardIdx, i)
+					}
+				}
+			}
+		}
+	}
+	for n, idx := range groupByShard(addrs, shardIdx) {
+		o := mk(idx, false, nil, nil)
+		if err := e.submit(ctx, ShardKey(cert, n), shardKind(cert, n), o); err != nil {
+			onErr(idx, err)
+			continue
+		}
+		dup = dup || o.dup
+	}
+	return dup
 }
 
 // Accepted records a message this MTA accepted, with its recipients, hold
@@ -170,33 +290,72 @@ func (e *Engine) Accepted(ctx context.Context, a Accept) error {
 	}
 	exp := base.Add(timeout).Unix()
 	addrs := make([]string, len(a.Recipients))
-	var mask uint32
 	for i, r := range a.Recipients {
 		addrs[i] = r.Address
-		mask |= 1 << ShardOf(r.Address)
 	}
 	hop := wireHop{MTA: e.owner(), Queue: a.QueueID, Arrival: arrival.Unix(), Internal: a.Internal}
 	var foreign bool
 	var hopIndex int
-	var seenMask uint32
+	var toShard []int // recipients the head op sent to shards
+	var seen layout
 	held := a.HoldUntil.After(now)
+	// take applies this arrival to recipient w (existing) and reports
+	// whether it changed it.
+	take := func(w *wireRcpt, r AcceptedRecipient) bool {
+		if w.OwnerMTA == e.owner() && w.Queue == a.QueueID {
+			return false // replay
+		}
+		if !a.Internal {
+			return false // never take over another queue's recipient from outside
+		}
+		state := StateQueued
+		if w.RecallReq != 0 {
+			state = StateRecalling
+		}
+		if w.Orig == "" {
+			w.Orig = r.Original
+		}
+		w.Action, w.Status, w.RemoteMTA, w.Internal, w.NextAttempt = state, "", "", false, 0
+		w.OwnerMTA, w.Queue, w.Hop = e.owner(), a.QueueID, hopIndex
+		return true
+	}
+	fresh := func(r AcceptedRecipient) wireRcpt {
+		return wireRcpt{Orig: r.Original, Final: r.Address, Action: StateQueued, OwnerMTA: e.owner(), Queue: a.QueueID, Hop: hopIndex}
+	}
 	headOp := &op{eventID: a.EventID, apply: func(d doc, exists bool) bool {
 		h := d.(*wireHead)
 		foreign = false
+		toShard = toShard[:0]
 		if !exists {
 			h.EnvID, h.Timeout, h.Expires = a.EnvelopeID, int64(timeout/time.Second), exp
 			h.Sender, h.Arrival, h.MTA = a.Sender, arrival.Unix(), e.owner()
 			h.HoldUntil, h.Held = unixOf(a.HoldUntil), held
 			h.Hops = []wireHop{hop}
-			h.ShardMask = mask
-			if a.Internal {
+			hopIndex = 0
+			switch {
+			case a.Internal:
 				// An internal arrival finds no head: an earlier hop's head
 				// was lost (evicted, or never written under fail-open).
-				// Which shards it had is unknown, so list them all: readers
-				// fetch every slot and the record reads as incomplete.
-				h.ShardMask = 1<<ShardCount - 1
+				// Where its recipients were is unknown, so list every
+				// shard: readers fetch every slot and the record reads as
+				// incomplete; this hop's recipients go to their shards,
+				// where earlier entries may be.
+				h.Sharded, h.ShardMask = true, 1<<ShardCount-1
+				toShard = append(toShard, allIndexes(len(addrs))...)
+			case len(addrs) <= InlineRecipients:
+				for _, r := range a.Recipients {
+					if h.find(r.Address) < 0 {
+						h.Rcpts = append(h.Rcpts, fresh(r))
+					}
+				}
+			default:
+				h.Sharded = true
+				for i, ad := range addrs {
+					h.ShardMask |= 1 << ShardOf(ad)
+					toShard = append(toShard, i)
+				}
 			}
-			hopIndex, seenMask = 0, h.ShardMask
+			seen = layoutOf(h)
 			return true
 		}
 		hopIndex = -1
@@ -213,8 +372,6 @@ func (e *Engine) Accepted(ctx context.Context, a Accept) error {
 			h.Hops = append(h.Hops, hop)
 			hopIndex = len(h.Hops) - 1
 		}
-		h.ShardMask |= mask
-		seenMask = h.ShardMask
 		if exp > h.Expires {
 			h.Expires = exp
 		}
@@ -224,20 +381,65 @@ func (e *Engine) Accepted(ctx context.Context, a Accept) error {
 		if h.EnvID == "" {
 			h.EnvID = a.EnvelopeID
 		}
+		var added []int
+		for i, r := range a.Recipients {
+			if j := h.find(r.Address); j >= 0 {
+				take(&h.Rcpts[j], r)
+			} else {
+				added = append(added, i)
+			}
+		}
+		if !h.Sharded && len(h.Rcpts)+len(added) <= InlineRecipients {
+			for _, i := range added {
+				if h.find(addrs[i]) < 0 {
+					h.Rcpts = append(h.Rcpts, fresh(a.Recipients[i]))
+				}
+			}
+		} else if len(added) > 0 {
+			// Not inline: in their shards (they may be there already, from
+			// an earlier hop). The head lists a shard before it exists.
+			h.Sharded = true
+			for _, i := range added {
+				h.ShardMask |= 1 << ShardOf(addrs[i])
+			}
+			toShard = append(toShard, added...)
+		}
+		seen = layoutOf(h)
 		return true
 	}}
 	if err := e.submit(ctx, HeadKey(cert), headKind(cert), headOp); err != nil {
 		return e.failed("accepted", a.EventID, cert, err)
 	}
-	if !foreign && seenMask != 0 {
-		e.masks.put(HeadKey(cert), seenMask)
-	}
 	if foreign {
 		e.log.Warn("tracking: external arrival for an existing record; not merged", "event_id", a.EventID, "mt", a.Certifier.String(), "queue", a.QueueID)
 		return ErrForeignRecord
 	}
+	if headOp.dup {
+		// A replay of an arrival the head already has: replay its shard
+		// writes too (each is skipped where it was applied), which
+		// completes an arrival whose shard writes failed.
+		h, err := e.readHead(ctx, cert)
+		if err != nil {
+			return e.failed("accepted", a.EventID, cert, err)
+		}
+		hopIndex, toShard = 0, nil
+		for i, hp := range h.Hops {
+			if hp.MTA == hop.MTA && hp.Queue == hop.Queue {
+				hopIndex = i
+			}
+		}
+		if h.Sharded {
+			for i, ad := range addrs {
+				if h.find(ad) < 0 {
+					toShard = append(toShard, i)
+				}
+			}
+		}
+		seen = layoutOf(h)
+	}
+	e.layouts.put(HeadKey(cert), seen)
 	var errs []error
-	for n, idx := range groupByShard(addrs) {
+	for n, idx := range groupByShard(addrs, toShard) {
 		o := &op{eventID: a.EventID, apply: func(d doc, exists bool) bool {
 			s := d.(*wireShard)
 			changed := false
@@ -248,27 +450,13 @@ func (e *Engine) Accepted(ctx context.Context, a Accept) error {
 				r := a.Recipients[i]
 				j := s.find(r.Address)
 				if j < 0 {
-					s.Rcpts = append(s.Rcpts, wireRcpt{Orig: r.Original, Final: r.Address, Action: StateQueued, OwnerMTA: e.owner(), Queue: a.QueueID, Hop: hopIndex})
+					s.Rcpts = append(s.Rcpts, fresh(r))
 					changed = true
 					continue
 				}
-				w := &s.Rcpts[j]
-				if w.OwnerMTA == e.owner() && w.Queue == a.QueueID {
-					continue // replay
+				if take(&s.Rcpts[j], r) {
+					changed = true
 				}
-				if !a.Internal {
-					continue // never take over another queue's recipient from outside
-				}
-				state := StateQueued
-				if w.RecallReq != 0 {
-					state = StateRecalling
-				}
-				if w.Orig == "" {
-					w.Orig = r.Original
-				}
-				w.Action, w.Status, w.RemoteMTA, w.Internal, w.NextAttempt = state, "", "", false, 0
-				w.OwnerMTA, w.Queue, w.Hop = e.owner(), a.QueueID, hopIndex
-				changed = true
 			}
 			return changed
 		}}
@@ -294,36 +482,24 @@ func (e *Engine) update(ctx context.Context, event string, ref Ref, eventID stri
 	}
 	now := e.now().Unix()
 	var errs []error
-	touched := false
-	for n, idx := range groupByShard(addrs) {
-		matched := false
-		o := &op{eventID: eventID, apply: func(d doc, exists bool) bool {
-			matched = false
-			if !exists {
+	matched := make([]bool, len(addrs))
+	dup := e.forRecipients(ctx, cert, eventID, addrs,
+		func(idx []int) {
+			for _, i := range idx {
+				matched[i] = false
+			}
+		},
+		func(r *wireRcpt, i int, _ int64) bool {
+			if r.OwnerMTA != e.owner() || r.Queue != ref.QueueID {
 				return false
 			}
-			s := d.(*wireShard)
-			changed := false
-			for _, i := range idx {
-				j := s.find(outs[i].Recipient)
-				if j < 0 {
-					continue
-				}
-				r := &s.Rcpts[j]
-				if r.OwnerMTA != e.owner() || r.Queue != ref.QueueID {
-					continue
-				}
-				matched = true
-				if fn(r, outs[i], now) {
-					changed = true
-				}
-			}
-			return changed
-		}}
-		if err := e.submit(ctx, ShardKey(cert, n), shardKind(cert, n), o); err != nil {
-			errs = append(errs, err)
-		}
-		touched = touched || matched || o.dup
+			matched[i] = true
+			return fn(r, outs[i], now)
+		},
+		func(_ []int, err error) { errs = append(errs, err) })
+	touched := dup
+	for _, m := range matched {
+		touched = touched || m
 	}
 	if len(errs) == 0 && !touched {
 		e.c.untracked.Add(1)
@@ -449,40 +625,31 @@ func (e *Engine) BeginDelivery(ctx context.Context, ref Ref, recipients []string
 	claims := make([]Claim, len(recipients))
 	now := e.now().Unix()
 	var errs []error
-	for n, idx := range groupByShard(recipients) {
-		o := &op{apply: func(d doc, exists bool) bool {
+	e.forRecipients(ctx, cert, "", recipients,
+		func(idx []int) {
 			for _, i := range idx {
 				claims[i] = ClaimUnknown
 			}
-			if !exists {
+		},
+		func(r *wireRcpt, i int, _ int64) bool {
+			if r.OwnerMTA != e.owner() || r.Queue != ref.QueueID {
 				return false
 			}
-			s := d.(*wireShard)
-			changed := false
-			for _, i := range idx {
-				j := s.find(recipients[i])
-				if j < 0 {
-					continue
-				}
-				r := &s.Rcpts[j]
-				if r.OwnerMTA != e.owner() || r.Queue != ref.QueueID {
-					continue
-				}
-				switch {
-				case r.Action.claimable():
-					r.Action, r.LastAttempt = StateDelivering, now
-					claims[i], changed = ClaimProceed, true
-				case r.Action == StateDelivering:
-					claims[i] = ClaimProceed
-				case r.Action == StateRecalling || r.Action == StateRecalled:
-					claims[i] = ClaimRecalled
-				default:
-					claims[i] = ClaimDone
-				}
+			switch {
+			case r.Action.claimable():
+				r.Action, r.LastAttempt = StateDelivering, now
+				claims[i] = ClaimProceed
+				return true
+			case r.Action == StateDelivering:
+				claims[i] = ClaimProceed
+			case r.Action == StateRecalling || r.Action == StateRecalled:
+				claims[i] = ClaimRecalled
+			default:
+				claims[i] = ClaimDone
 			}
-			return changed
-		}}
-		if err := e.submit(ctx, ShardKey(cert, n), shardKind(cert, n), o); err != nil {
+			return false
+		},
+		func(idx []int, err error) {
 			errs = append(errs, err)
 			for _, i := range idx {
 				if e.opts.FailClosed {
@@ -491,8 +658,7 @@ func (e *Engine) BeginDelivery(ctx context.Context, ref Ref, recipients []string
 					claims[i] = ClaimUnknown
 				}
 			}
-		}
-	}
+		})
 	e.debug(DebugEvents, "tracking: begin delivery", "mt", ref.Certifier.String(), "queue", ref.QueueID, "recipients", len(recipients))
 	return claims, e.failed("begin-delivery", "", cert, errors.Join(errs...))
 }
@@ -598,42 +764,107 @@ func (e *Engine) Expanded(ctx context.Context, ref Ref, eventID string, parent s
 	var orig string
 	var hop int
 	var recallReq, exp int64
-	n := ShardOf(parent)
-	po := &op{eventID: eventID, apply: func(d doc, exists bool) bool {
-		found = false
-		if !exists {
-			return false
-		}
-		s := d.(*wireShard)
-		j := s.find(parent)
-		if j < 0 {
-			return false
-		}
-		r := &s.Rcpts[j]
-		if r.OwnerMTA != e.owner() || r.Queue != ref.QueueID {
-			return false
-		}
-		found = true
-		orig, hop, recallReq, exp = orDefault(r.Orig, r.Final), r.Hop, r.RecallReq, s.Expires
-		if r.Action.final() {
-			return false
-		}
-		r.Action, r.Children, r.Untracked, r.List = ActionExpanded, all, untracked, list
-		r.Status = "2.0.0"
-		return true
-	}}
-	if err := e.submit(ctx, ShardKey(cert, n), shardKind(cert, n), po); err != nil {
-		return e.failed("expanded", eventID, cert, err)
+	var errs []error
+	e.forRecipients(ctx, cert, eventID, []string{parent},
+		func([]int) { found = false },
+		func(r *wireRcpt, _ int, itemExp int64) bool {
+			if r.OwnerMTA != e.owner() || r.Queue != ref.QueueID {
+				return false
+			}
+			found = true
+			orig, hop, recallReq, exp = orDefault(r.Orig, r.Final), r.Hop, r.RecallReq, itemExp
+			if r.Action.final() {
+				return false
+			}
+			r.Action, r.Children, r.Untracked, r.List = ActionExpanded, all, untracked, list
+			r.Status = "2.0.0"
+			return true
+		},
+		func(_ []int, err error) { errs = append(errs, err) })
+	if len(errs) > 0 {
+		return e.failed("expanded", eventID, cert, errors.Join(errs...))
 	}
 	if !found {
 		e.c.untracked.Add(1)
 		return nil
 	}
-	var errs []error
-	var mask uint32
-	for sn, idx := range groupByShard(tracked) {
-		mask |= 1 << sn
-		co := &op{eventID: eventID, apply: func(d doc, exists bool) bool {
+	child := func(a string) wireRcpt {
+		state := StateQueued
+		if recallReq != 0 {
+			state = StateRecalling
+		}
+		return wireRcpt{Orig: orig, Final: a, Action: state, Parent: parent,
+			OwnerMTA: e.owner(), Queue: ref.QueueID, Hop: hop, RecallReq: recallReq}
+	}
+	// The head decides where the tracked children go: inline while the
+	// record is small and not sharded, else their shards (listed in the
+	// head before they are written). These writes carry an event ID of
+	// their own: the parent's write, under eventID, may be in the same
+	// item.
+	childID := eventID
+	if childID != "" {
+		childID += "/children"
+	}
+	toShard := allIndexes(len(tracked))
+	if len(tracked) > 0 {
+		var seen layout
+		var exists bool
+		ho := &op{eventID: childID, apply: func(d doc, ex bool) bool {
+			h := d.(*wireHead)
+			exists = ex
+			toShard = toShard[:0]
+			if !ex {
+				toShard = allIndexes(len(tracked)) // head lost: shards only
+				return false
+			}
+			var added []int
+			for i, a := range tracked {
+				if h.find(a) < 0 {
+					added = append(added, i)
+				}
+			}
+			changed := false
+			if !h.Sharded && len(h.Rcpts)+len(added) <= InlineRecipients {
+				for _, i := range added {
+					h.Rcpts = append(h.Rcpts, child(tracked[i]))
+					changed = true
+				}
+			} else {
+				for i, a := range tracked {
+					if h.find(a) >= 0 {
+						continue // already inline
+					}
+					toShard = append(toShard, i)
+					if bit := uint32(1) << ShardOf(a); h.ShardMask&bit == 0 || !h.Sharded {
+						h.Sharded, h.ShardMask, changed = true, h.ShardMask|bit, true
+					}
+				}
+			}
+			seen = layoutOf(h)
+			return changed
+		}}
+		if err := e.submit(ctx, HeadKey(cert), headKind(cert), ho); err != nil {
+			return e.failed("expanded", eventID, cert, err)
+		}
+		if ho.dup {
+			// Replayed: the children's head part is done; replay the
+			// shard part (each shard op skips itself where applied).
+			toShard = toShard[:0]
+			if h, err := e.readHead(ctx, cert); err == nil {
+				for i, a := range tracked {
+					if h.Sharded && h.find(a) < 0 {
+						toShard = append(toShard, i)
+					}
+				}
+				seen, exists = layoutOf(h), true
+			}
+		}
+		if exists {
+			e.layouts.put(HeadKey(cert), seen)
+		}
+	}
+	for sn, idx := range groupByShard(tracked, toShard) {
+		co := &op{eventID: childID, apply: func(d doc, exists bool) bool {
 			s := d.(*wireShard)
 			changed := false
 			if s.Expires < exp {
@@ -643,30 +874,12 @@ func (e *Engine) Expanded(ctx context.Context, ref Ref, eventID string, parent s
 				if s.find(tracked[i]) >= 0 {
 					continue
 				}
-				state := StateQueued
-				if recallReq != 0 {
-					state = StateRecalling
-				}
-				s.Rcpts = append(s.Rcpts, wireRcpt{Orig: orig, Final: tracked[i], Action: state, Parent: parent,
-					OwnerMTA: e.owner(), Queue: ref.QueueID, Hop: hop, RecallReq: recallReq})
+				s.Rcpts = append(s.Rcpts, child(tracked[i]))
 				changed = true
 			}
 			return changed
 		}}
 		if err := e.submit(ctx, ShardKey(cert, sn), shardKind(cert, sn), co); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	if mask != 0 {
-		ho := &op{eventID: eventID, apply: func(d doc, exists bool) bool {
-			h := d.(*wireHead)
-			if !exists || h.ShardMask&mask == mask {
-				return false
-			}
-			h.ShardMask |= mask
-			return true
-		}}
-		if err := e.submit(ctx, HeadKey(cert), headKind(cert), ho); err != nil {
 			errs = append(errs, err)
 		}
 	}

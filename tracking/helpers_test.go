@@ -108,6 +108,20 @@ func (f *fixture) accept(e *Engine, queue string, rs []AcceptedRecipient, mod ..
 	return a.Ref
 }
 
+// itemKey returns the key of the store item that holds recipient addr:
+// the head when it is kept inline, else its shard.
+func (f *fixture) itemKey(addr string) string {
+	f.t.Helper()
+	it, err := f.store.Get(context.Background(), HeadKey(f.cert))
+	require.NoError(f.t, err)
+	h, err := decodeHead(it.Value, f.cert)
+	require.NoError(f.t, err)
+	if h.find(addr) >= 0 {
+		return HeadKey(f.cert)
+	}
+	return ShardKey(f.cert, ShardOf(addr))
+}
+
 func (f *fixture) track(e *Engine) *Record {
 	f.t.Helper()
 	rec, err := e.Track(context.Background(), f.envid, f.secret)

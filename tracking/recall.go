@@ -90,22 +90,79 @@ func (e *Engine) Recall(ctx context.Context, envelopeID string, secret mtrk.Secr
 	rec := buildRecord(h, shards)
 	rep.Incomplete = rec.Incomplete
 
-	if h.Recall == 0 {
-		ho := &op{apply: func(d doc, exists bool) bool {
-			hd := d.(*wireHead)
-			if !exists || hd.Recall != 0 {
-				return false
+	// claimAll claims every claimable recipient of one item's list and
+	// records the results in mine (reset on every attempt).
+	claimAll := func(rs []wireRcpt, mine *[]recallClaim) bool {
+		*mine = (*mine)[:0]
+		changed := false
+		for j := range rs {
+			r := &rs[j]
+			c := recallClaim{res: RecallResult{Recipient: r.Final, RemoteMTA: r.RemoteMTA, OwnerMTA: r.OwnerMTA}, queue: r.Queue}
+			switch {
+			case r.Action.claimable():
+				r.Action = StateRecalling
+				if r.RecallReq == 0 {
+					r.RecallReq = now
+				}
+				c.res.Outcome, changed = RecallPending, true
+			case r.Action == StateRecalling:
+				c.res.Outcome = RecallPending
+			case r.Action == StateRecalled:
+				c.res.Outcome = RecallRecalled
+			case r.Action == StateDelivering:
+				c.res.Outcome = RecallInProgress
+			case r.Action == ActionTransferred && r.Internal:
+				// In transit to another MTA of the deployment: its
+				// Accepted takes the recipient over as recalling.
+				if r.RecallReq == 0 {
+					r.RecallReq, changed = now, true
+				}
+				c.res.Outcome = RecallPending
+			case r.Action == ActionExpanded:
+				if r.List {
+					c.res.Outcome = RecallNotRecallable
+					break
+				}
+				for _, u := range r.Untracked {
+					*mine = append(*mine, recallClaim{res: RecallResult{Recipient: u, Outcome: RecallNotRecallable, Action: ActionExpanded, OwnerMTA: r.OwnerMTA}})
+				}
+				continue // tracked children have entries of their own
+			default:
+				c.res.Outcome = RecallTooLate
 			}
-			hd.Recall = now
-			return true
-		}}
-		if err := e.submit(ctx, HeadKey(cert), headKind(cert), ho); err != nil {
-			e.log.Warn("tracking: recall time not recorded", "mt", mtrk.Certifier(cert).String(), "err", err)
+			c.res.Action = r.Action
+			*mine = append(*mine, c)
 		}
+		return changed
 	}
 
 	var claims []recallClaim
 	var errs []error
+	// The head: the recall time, and the recipients kept inline.
+	if h.Recall == 0 || len(h.Rcpts) > 0 {
+		var mine []recallClaim
+		ho := &op{apply: func(d doc, exists bool) bool {
+			mine = mine[:0]
+			if !exists {
+				return false
+			}
+			hd := d.(*wireHead)
+			changed := claimAll(hd.Rcpts, &mine)
+			if hd.Recall == 0 {
+				hd.Recall, changed = now, true
+			}
+			return changed
+		}}
+		if err := e.submit(ctx, HeadKey(cert), headKind(cert), ho); err != nil {
+			if len(h.Rcpts) > 0 {
+				errs = append(errs, err)
+			} else {
+				e.log.Warn("tracking: recall time not recorded", "mt", mtrk.Certifier(cert).String(), "err", err)
+			}
+		} else {
+			claims = append(claims, mine...)
+		}
+	}
 	for _, s := range shards {
 		var mine []recallClaim
 		o := &op{apply: func(d doc, exists bool) bool {
@@ -113,47 +170,7 @@ func (e *Engine) Recall(ctx context.Context, envelopeID string, secret mtrk.Secr
 			if !exists {
 				return false
 			}
-			sh := d.(*wireShard)
-			changed := false
-			for j := range sh.Rcpts {
-				r := &sh.Rcpts[j]
-				c := recallClaim{res: RecallResult{Recipient: r.Final, RemoteMTA: r.RemoteMTA, OwnerMTA: r.OwnerMTA}, queue: r.Queue}
-				switch {
-				case r.Action.claimable():
-					r.Action = StateRecalling
-					if r.RecallReq == 0 {
-						r.RecallReq = now
-					}
-					c.res.Outcome, changed = RecallPending, true
-				case r.Action == StateRecalling:
-					c.res.Outcome = RecallPending
-				case r.Action == StateRecalled:
-					c.res.Outcome = RecallRecalled
-				case r.Action == StateDelivering:
-					c.res.Outcome = RecallInProgress
-				case r.Action == ActionTransferred && r.Internal:
-					// In transit to another MTA of the deployment: its
-					// Accepted takes the recipient over as recalling.
-					if r.RecallReq == 0 {
-						r.RecallReq, changed = now, true
-					}
-					c.res.Outcome = RecallPending
-				case r.Action == ActionExpanded:
-					if r.List {
-						c.res.Outcome = RecallNotRecallable
-						break
-					}
-					for _, u := range r.Untracked {
-						mine = append(mine, recallClaim{res: RecallResult{Recipient: u, Outcome: RecallNotRecallable, Action: ActionExpanded, OwnerMTA: r.OwnerMTA}})
-					}
-					continue // tracked children have entries of their own
-				default:
-					c.res.Outcome = RecallTooLate
-				}
-				c.res.Action = r.Action
-				mine = append(mine, c)
-			}
-			return changed
+			return claimAll(d.(*wireShard).Rcpts, &mine)
 		}}
 		if err := e.submit(ctx, ShardKey(cert, s.N), shardKind(cert, s.N), o); err != nil {
 			errs = append(errs, err)

@@ -1,7 +1,8 @@
 package tracking
 
 import (
-	"sort"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/msgtrack/msgtrack/mtrk"
@@ -220,12 +221,22 @@ func buildRecord(h *wireHead, shards []*wireShard) *Record {
 	}
 	present := uint32(0)
 	n := 0
+	if h != nil {
+		n = len(h.Rcpts)
+	}
 	for _, s := range shards {
 		if s != nil {
 			n += len(s.Rcpts)
 		}
 	}
-	rec.Recipients = make([]Recipient, 0, n)
+	// Sort pointers, then build: cheaper than sorting the large public
+	// structs.
+	all := make([]*wireRcpt, 0, n)
+	if h != nil {
+		for i := range h.Rcpts {
+			all = append(all, &h.Rcpts[i])
+		}
+	}
 	for _, s := range shards {
 		if s == nil {
 			continue
@@ -235,8 +246,13 @@ func buildRecord(h *wireHead, shards []*wireShard) *Record {
 		}
 		present |= 1 << s.N
 		for i := range s.Rcpts {
-			rec.Recipients = append(rec.Recipients, s.Rcpts[i].public())
+			all = append(all, &s.Rcpts[i])
 		}
+	}
+	slices.SortFunc(all, func(a, b *wireRcpt) int { return strings.Compare(a.Final, b.Final) })
+	rec.Recipients = make([]Recipient, len(all))
+	for i, r := range all {
+		rec.Recipients[i] = r.public()
 	}
 	if h != nil {
 		for i := 0; i < ShardCount; i++ {
@@ -246,8 +262,5 @@ func buildRecord(h *wireHead, shards []*wireShard) *Record {
 		}
 		rec.Incomplete = len(rec.MissingShards) > 0
 	}
-	sort.Slice(rec.Recipients, func(i, j int) bool {
-		return rec.Recipients[i].FinalRecipient < rec.Recipients[j].FinalRecipient
-	})
 	return rec
 }
