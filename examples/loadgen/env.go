@@ -6,7 +6,9 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -205,6 +207,7 @@ func document(c config, e *env, table string, notes []string, loadBefore, loadAf
 	fmt.Fprintf(&b, "- `go version`: %s (loadgen built with %s, GOMAXPROCS %d)\n", goVersion(), runtime.Version(), runtime.GOMAXPROCS(0))
 	fmt.Fprintf(&b, "- memcached: %s, started by loadgen on loopback (`-m 1024 -c 4096`, nothing measured is evicted)\n", e.mcVersion)
 	fmt.Fprintf(&b, "- load average (1, 5, 15 min) before: %s, after: %s; the run took %v\n", loadBefore, loadAfter, took.Round(time.Second))
+	fmt.Fprintf(&b, "- source: %s\n", gitState())
 	fmt.Fprintf(&b, "- command: `make bench`, which runs `%s`\n", commandLine())
 	fmt.Fprintf(&b, "- %d measured rounds after one warm-up round, %v per variant per round%s\n\n", c.Rounds, c.Slice, map[bool]string{true: " (**-quick: a smoke run, not a measurement**)", false: ""}[c.Quick])
 	b.WriteString("## Method\n\n")
@@ -232,6 +235,36 @@ func document(c config, e *env, table string, notes []string, loadBefore, loadAf
 	}
 	b.WriteString("\n")
 	return b.String()
+}
+
+// gitState names the commit measured and the packages with uncommitted
+// changes, since other work may be in progress in the same tree.
+func gitState() string {
+	rev, err := exec.Command("git", "rev-parse", "--short", "HEAD").Output()
+	if err != nil {
+		return "not a git checkout"
+	}
+	s := "commit " + strings.TrimSpace(string(rev))
+	out, err := exec.Command("git", "status", "--porcelain", "--untracked-files=no").Output()
+	if err == nil {
+		dirs := map[string]bool{}
+		var list []string
+		for _, ln := range strings.Split(string(out), "\n") {
+			if len(ln) < 4 || !strings.HasSuffix(ln, ".go") {
+				continue
+			}
+			d := filepath.Dir(strings.TrimSpace(ln[3:]))
+			if !dirs[d] {
+				dirs[d] = true
+				list = append(list, d)
+			}
+		}
+		if len(list) > 0 {
+			sort.Strings(list)
+			s += ", with uncommitted changes in " + strings.Join(list, ", ")
+		}
+	}
+	return s
 }
 
 func commandLine() string {
