@@ -237,7 +237,6 @@ func (s *session) Data(r io.Reader) error {
 		orig := byAddr[root.Address]
 		root.Walk(func(n *aliasing.Node, _ int) bool {
 			for _, c := range n.Children {
-				c := c
 				if c.Outcome == aliasing.Final {
 					env.Recipients = append(env.Recipients, spoolRcpt(c, orig, n.Address))
 				}
