@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/base64"
 	"fmt"
 	"net"
@@ -22,6 +24,7 @@ import (
 	"github.com/msgtrack/msgtrack/internal/testenv"
 	"github.com/msgtrack/msgtrack/mtqp"
 	"github.com/msgtrack/msgtrack/mtrk"
+	"github.com/msgtrack/msgtrack/smtpext"
 	"github.com/msgtrack/msgtrack/tracking"
 	"github.com/msgtrack/msgtrack/trackstore/memcachestore"
 )
@@ -319,4 +322,37 @@ func TestE2EOptionsSelectMemcached(t *testing.T) {
 	rec, err := tracking.New(st, tracking.Options{ReportingMTA: "inspector"}).Lookup(context.Background(), s.secret.Certifier())
 	require.NoError(t, err, "the record is in the memcached the option file names")
 	assert.Equal(t, "opt-mc", rec.OriginalEnvelopeID)
+}
+
+// TestE2ETLSCertificateFlags: -tls-cert and -tls-key replace the
+// self-signed certificate on every listener; a client that trusts only
+// that certificate verifies MTQP and submission.
+func TestE2ETLSCertificateFlags(t *testing.T) {
+	cert, certPEM, keyPEM := testenv.SelfSignedCert(t, "127.0.0.1")
+	certFile, keyFile := writeFile(t, "cert.pem", string(certPEM)), writeFile(t, "key.pem", string(keyPEM))
+	in := single(t, "-tls-cert", certFile, "-tls-key", keyFile)
+	pool := x509.NewCertPool()
+	pool.AddCert(cert.Leaf)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+
+	c, err := mtqp.Dial(ctx, in.mtqp)
+	require.NoError(t, err)
+	defer c.Close()
+	require.NoError(t, c.StartTLS(ctx, &tls.Config{RootCAs: pool, ServerName: "127.0.0.1"}))
+
+	sc, err := smtpext.Dial(ctx, in.submission)
+	require.NoError(t, err)
+	defer sc.Close()
+	require.NoError(t, sc.StartTLS(ctx, &tls.Config{RootCAs: pool, ServerName: "127.0.0.1"}))
+	st, ok := sc.TLSConnectionState()
+	require.True(t, ok)
+	assert.True(t, st.PeerCertificates[0].Equal(cert.Leaf))
+
+	// Without the certificate in the pool verification fails: the
+	// listener does not serve some other certificate.
+	sc2, err := smtpext.Dial(ctx, in.submission)
+	require.NoError(t, err)
+	defer sc2.Close()
+	assert.Error(t, sc2.StartTLS(ctx, &tls.Config{RootCAs: x509.NewCertPool(), ServerName: "127.0.0.1"}))
 }
