@@ -6,7 +6,8 @@
 // it is held, lets the second be released and delivered to a temporary
 // Maildir, prints each step and report, and exits 0.
 //
-//	go run ./examples/demo
+//	go run ./examples/demo        # the tour
+//	go run ./examples/demo -log   # with the MTA's log lines on standard error
 //
 // Nothing needs to be installed: no memcached, no LDAP, no mail server.
 package main
@@ -15,6 +16,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -32,6 +34,12 @@ import (
 )
 
 func main() {
+	verbose := flag.Bool("log", false, "also print the reference MTA's own log lines (to standard error)")
+	flag.Parse()
+	var logger *slog.Logger
+	if *verbose {
+		logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	dir, err := os.MkdirTemp("", "msgtrack-demo-")
@@ -40,7 +48,7 @@ func main() {
 		os.Exit(1)
 	}
 	defer os.RemoveAll(dir)
-	if _, err := run(ctx, os.Stdout, Options{Dir: dir}); err != nil {
+	if _, err := run(ctx, os.Stdout, Options{Dir: dir, Logger: logger}); err != nil {
 		fmt.Fprintln(os.Stderr, "demo:", err)
 		os.Exit(1)
 	}
