@@ -19,6 +19,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"golang.org/x/crypto/bcrypt"
 
 	"github.com/msgtrack/msgtrack/idgen"
 	"github.com/msgtrack/msgtrack/internal/testenv"
@@ -291,13 +292,16 @@ func TestE2EMTQPCommand(t *testing.T) {
 }
 
 // TestE2EReloadUsers: SIGHUP re-reads the users file; a user added
-// afterwards can authenticate.
+// afterwards (with a bcrypt password) can authenticate.
 func TestE2EReloadUsers(t *testing.T) {
 	in := startInstance(t, instanceConfig{hostname: "mta.example.test", localDomains: "example.test", users: "bob:bob-pw\n"})
 	res, _ := trySubmit(t, in, mail{from: "alice@example.test", rcpts: []string{"bob@example.test"}, envid: "reload-1", tracked: true})
 	assert.Equal(t, 535, res.Code, "alice is not a user yet: %+v", res)
 
-	require.NoError(t, os.WriteFile(filepath.Join(in.dir, "users"), []byte("alice:alice-pw\nbob:bob-pw\n"), 0o600))
+	// alice's password is stored as a bcrypt hash this time.
+	hash, err := bcrypt.GenerateFromPassword([]byte("alice-pw"), bcrypt.MinCost)
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(filepath.Join(in.dir, "users"), []byte("alice:"+string(hash)+"\nbob:bob-pw\n"), 0o600))
 	in.mu.Lock()
 	require.NoError(t, in.cmd.Process.Signal(syscall.SIGHUP))
 	in.mu.Unlock()
@@ -355,4 +359,54 @@ func TestE2ETLSCertificateFlags(t *testing.T) {
 	require.NoError(t, err)
 	defer sc2.Close()
 	assert.Error(t, sc2.StartTLS(ctx, &tls.Config{RootCAs: x509.NewCertPool(), ServerName: "127.0.0.1"}))
+}
+
+// TestE2ERelayDispositions: the tcp_relay channel's options decide what
+// A's record says once B (a separate deployment: its own store) accepted
+// the message: transferred (MTRK passed on, trackingrelayed), relayed
+// (notrackingclient: no MTRK, RFC 3886's 2.1.9) or delivered
+// (trackingdelivered). Either way the recipient has left A: too late to
+// recall there.
+func TestE2ERelayDispositions(t *testing.T) {
+	for _, tc := range []struct {
+		channel string
+		action  mtqp.Action
+		status  string
+	}{
+		{"tcp_relay trackingclient trackingrelayed", mtqp.ActionTransferred, "2.0.0"},
+		{"tcp_relay notrackingclient trackingrelayed", mtqp.ActionRelayed, "2.1.9"},
+		{"tcp_relay trackingclient trackingdelivered", mtqp.ActionDelivered, "2.0.0"},
+	} {
+		t.Run(strings.Join(strings.Fields(tc.channel)[1:], "+"), func(t *testing.T) {
+			t.Parallel()
+			b := startInstance(t, instanceConfig{hostname: "mx.b.test", localDomains: "b.test", users: "bob:bob-pw\n"})
+			a := startInstance(t, instanceConfig{
+				hostname: "mta.a.test", localDomains: "a.test", users: "alice:alice-pw\n",
+				extra: []string{"-relay", b.mx, "-channels", writeFile(t, "channels", tc.channel+"\n")},
+			})
+			s := submit(t, a, "alice@a.test", []string{"bob@b.test"}, "disp-1", 0, nil, nil)
+			var rc *mtqp.Recipient
+			eventually(t, "A records the hand-over", func() bool {
+				rc = rcptOf(t, track(t, a.mtqp, s), "bob@b.test")
+				return rc.Action != mtqp.ActionDelayed
+			})
+			assert.Equal(t, tc.action, rc.Action)
+			assert.Equal(t, tc.status, rc.Status.String())
+			assert.Equal(t, "127.0.0.1", rc.RemoteMTA.Value)
+			assert.Equal(t, mtqp.RecallTooLate, rcptOf(t, recall(t, a.mtqp, s), "bob@b.test").RecallStatus())
+			eventually(t, "delivered at B", func() bool { return has(t, b, "bob", "disp-1") })
+			// B tracks the message itself only when MTRK reached it.
+			_, err := func() (*mtqp.Result, error) {
+				c := mtqpClient(t, b.mtqp)
+				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				defer cancel()
+				return c.Track(ctx, s.envid, s.secret)
+			}()
+			if tc.action == mtqp.ActionRelayed {
+				assert.ErrorIs(t, err, mtqp.ErrNotFound)
+			} else {
+				assert.NoError(t, err)
+			}
+		})
+	}
 }
