@@ -371,9 +371,46 @@ func (q spoolQueue) Remove(ctx context.Context, queueID string, rcpts []string) 
 	if len(rcpts) == 0 {
 		return nil, nil
 	}
-	removed, err := q.m.spool.Recall(ctx, env.ID, rcpts)
+	// A recipient the record still shows unexpanded (the expansion event
+	// was lost, say to a store outage) names an alias whose members are
+	// what the spool holds: recall the members that carry the
+	// certifier, and report the alias removed when all of them are.
+	want := map[string][]string{}
+	var addrs []string
+	for _, r := range rcpts {
+		if env.Recipient(r) != nil {
+			want[strings.ToLower(r)] = []string{r}
+			addrs = append(addrs, r)
+			continue
+		}
+		for _, sr := range env.Recipients {
+			if strings.EqualFold(sr.Meta[metaParent], r) && sr.Meta[metaCertifier] == "1" {
+				want[strings.ToLower(r)] = append(want[strings.ToLower(r)], sr.Addr)
+				addrs = append(addrs, sr.Addr)
+			}
+		}
+	}
+	if len(addrs) == 0 {
+		return nil, nil
+	}
+	got, err := q.m.spool.Recall(ctx, env.ID, addrs)
 	if err != nil {
 		return nil, err
+	}
+	done := map[string]bool{}
+	for _, a := range got {
+		done[strings.ToLower(a)] = true
+	}
+	var removed []string
+	for _, r := range rcpts {
+		members := want[strings.ToLower(r)]
+		all := len(members) > 0
+		for _, a := range members {
+			all = all && done[strings.ToLower(a)]
+		}
+		if all {
+			removed = append(removed, r)
+		}
 	}
 	tr := trackingOf(env)
 	for _, r := range removed {

@@ -142,6 +142,10 @@ func submitHeld(ctx context.Context, addr, envid string, secret mtrk.Secret) err
 }
 
 func submitHold(ctx context.Context, addr, envid string, secret mtrk.Secret, hold int) error {
+	return submitTo(ctx, addr, envid, secret, hold, "bob@example.test")
+}
+
+func submitTo(ctx context.Context, addr, envid string, secret mtrk.Secret, hold int, rcpt string) error {
 	c, err := smtpext.Dial(ctx, addr)
 	if err != nil {
 		return err
@@ -159,7 +163,7 @@ func submitHold(ctx context.Context, addr, envid string, secret mtrk.Secret, hol
 		smtpext.MailParam{Name: "HOLDFOR", Value: fmt.Sprint(hold), Keyword: "FUTURERELEASE"}); err != nil {
 		return err
 	}
-	if _, err := c.Rcpt(ctx, "bob@example.test"); err != nil {
+	if _, err := c.Rcpt(ctx, rcpt); err != nil {
 		return err
 	}
 	w, err := c.Data(ctx)
@@ -348,4 +352,44 @@ func FuzzParseStore(f *testing.F) {
 			assert.Contains(t, spec, s)
 		}
 	})
+}
+
+// TestQueueRemoveAlias: the engine may ask the queue to remove an alias
+// whose expansion it never recorded; the queue removes the members that
+// carry the certifier and reports the alias removed once all are.
+func TestQueueRemoveAlias(t *testing.T) {
+	aliasesFile := filepath.Join(t.TempDir(), "aliases")
+	require.NoError(t, os.WriteFile(aliasesFile, []byte("team: alice, bob\n"), 0o600))
+	m := startMTA(t, func(c *Config) { c.AliasesFile = aliasesFile })
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	secret, err := mtrk.NewSecret()
+	require.NoError(t, err)
+	require.NoError(t, submitTo(ctx, m.Addrs().Submission, "alias-q", secret, 3600, "team@example.test"))
+
+	envs := m.spool.List()
+	require.Len(t, envs, 1)
+	queueID := envs[0].Tracking.Extra[extraQueue]
+	q := spoolQueue{m}
+	for _, tc := range []struct {
+		ask, want []string
+	}{
+		{[]string{"nobody@example.test"}, nil},
+		{[]string{"team@example.test"}, []string{"team@example.test"}},
+		{[]string{"team@example.test", "alice@example.test"}, []string{"team@example.test", "alice@example.test"}},
+	} {
+		got, err := q.Remove(ctx, queueID, tc.ask)
+		require.NoError(t, err)
+		assert.Equal(t, tc.want, got, tc.ask)
+	}
+	got, err := q.Remove(ctx, "no-such-queue", []string{"team@example.test"})
+	require.NoError(t, err)
+	assert.Empty(t, got)
+
+	env, err := m.spool.Get(envs[0].ID)
+	require.NoError(t, err)
+	for _, r := range env.Recipients {
+		assert.Equal(t, "recalled", string(r.State), r.Addr)
+		assert.Equal(t, "team@example.test", r.Meta[metaParent])
+	}
 }
