@@ -175,7 +175,7 @@ func New(store trackstore.Store, opts Options) *Engine {
 	// least a second.
 	var sched time.Duration
 	for k := 1; k <= e.retry; k++ {
-		sched += e.backoff(k, false) * 3 / 2
+		sched += e.delay << min(max(k-2, 0), maxBackoffDoublings) * 3 / 2
 	}
 	e.contendedFor = max(time.Second, 2*sched)
 	return e
