@@ -14,7 +14,7 @@ all: lint test
 test: servers
 	$(GO) test -race -count=1 -timeout 30m $(PKGS)
 
-## servers: install memcached, slapd, ldap-utils, python3 and swaks (root + apt only).
+## servers: install memcached, slapd, ldap-utils, python3, swaks and libnet-ssleay-perl (root + apt only).
 servers:
 	@bash scripts/install-servers.sh
 

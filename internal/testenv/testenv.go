@@ -41,19 +41,37 @@ func LookPath(t testing.TB, name, debianPackage string) string {
 			return p
 		}
 	}
-	msg := fmt.Sprintf("%s not found: install the Debian package %q (apt-get install %s)", name, debianPackage, debianPackage)
-	if Required() {
-		t.Fatalf("%s; %s=1 makes this a failure", msg, RequireEnv)
-	}
-	t.Skip(msg)
+	missing(t, name+" not found", debianPackage)
 	return ""
 }
 
 // Python returns the path of python3, or skips/fails as LookPath does.
 func Python(t testing.TB) string { return LookPath(t, "python3", "python3") }
 
-// Swaks returns the path of swaks, or skips/fails as LookPath does.
-func Swaks(t testing.TB) string { return LookPath(t, "swaks", "swaks") }
+// Swaks returns the path of swaks, or skips/fails as LookPath does. The
+// tests drive swaks over STARTTLS and implicit TLS, which it can speak only
+// with the Perl module Net::SSLeay (Debian's swaks merely recommends it), so
+// a swaks without TLS support counts as missing too.
+func Swaks(t testing.TB) string {
+	t.Helper()
+	p := LookPath(t, "swaks", "swaks")
+	out, _ := exec.Command(p, "--support").CombinedOutput()
+	if !bytes.Contains(out, []byte("TLS supported")) {
+		missing(t, "swaks has no TLS support (Net::SSLeay)", "libnet-ssleay-perl")
+	}
+	return p
+}
+
+// missing skips the test, or fails it when servers are required, with a
+// message naming the Debian package that provides what is missing.
+func missing(t testing.TB, what, debianPackage string) {
+	t.Helper()
+	msg := fmt.Sprintf("%s: install the Debian package %q (apt-get install %s)", what, debianPackage, debianPackage)
+	if Required() {
+		t.Fatalf("%s; %s=1 makes this a failure", msg, RequireEnv)
+	}
+	t.Skip(msg)
+}
 
 // FreePort returns a loopback TCP port that was free a moment ago.
 func FreePort(t testing.TB) int {
