@@ -7,7 +7,15 @@ FUZZTIME=${FUZZTIME:-30s}
 fail=0
 ran=0
 for pkg in $(go list ./...); do
-  for target in $(go test -list '^Fuzz' "$pkg" 2>/dev/null | grep '^Fuzz'); do
+  # A package whose tests do not build fails the run instead of silently
+  # contributing no targets.
+  if ! list=$(go test -list '^Fuzz' "$pkg" 2>&1); then
+    echo "FAIL: $pkg: listing its fuzz targets failed:" >&2
+    echo "$list" >&2
+    fail=1
+    continue
+  fi
+  for target in $(grep '^Fuzz' <<<"$list"); do
     ran=$((ran+1))
     echo "== $pkg $target ($FUZZTIME)"
     if ! go test -run '^$' -fuzz "^${target}\$" -fuzztime "$FUZZTIME" "$pkg"; then
