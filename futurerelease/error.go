@@ -91,7 +91,13 @@ func (e *Error) Is(target error) bool {
 //     command arguments". A request beyond the limits is refused, never
 //     shortened: the client asked for a release time the server cannot
 //     promise, and RFC 4865 gives the limits in the EHLO reply precisely so
-//     the client can stay inside them.
+//     the client can stay inside them. RFC 4865 section 4 requires the
+//     refusal and, as far as could be checked (see the package doc), asks
+//     for semantic errors to be answered as syntax errors; the exact codes
+//     are UNVERIFIED against its text.
+//
+// It never answers with RFC 4865's own X.7 status codes: the IANA registry
+// gives their numbers to other RFCs (see the package doc).
 //
 // The message never echoes client text.
 func (e *Error) SMTPReply() (code int, enhanced [3]int, message string) {

@@ -106,3 +106,13 @@ func ExampleLogOffset() {
 	// 0
 	// 1h30m0s true
 }
+
+func ExampleHold_DSNValue() {
+	now := time.Date(2026, 8, 1, 12, 0, 0, 0, time.UTC)
+	h, _, _ := futurerelease.Validate(
+		[]futurerelease.MailParam{{Name: "HOLDFOR", Value: "3600"}},
+		futurerelease.Limits{MaxInterval: 24 * time.Hour}, now)
+	fmt.Println(futurerelease.DSNField + ": " + h.DSNValue())
+	// Output:
+	// Future-Release-Request: for;3600
+}
