@@ -122,10 +122,13 @@ type Status struct {
 }
 
 // Status codes a tracking report commonly carries. StatusRelayedNonCompliant
-// is X.1.9, "message relayed to non-compliant mailer", which RFC 3886
-// adds to RFC 3463 (RFC 3886 updates RFC 3463; the code is in the IANA
-// enhanced status code registry with RFC 3886 as its reference;
-// UNVERIFIED against the RFC's own text).
+// is X.1.9, "message relayed to non-compliant mailer": the address was
+// valid, but the message went to a system that does not speak the
+// tracking protocol, so nothing more can be reported. RFC 3886's header
+// says it updates RFC 3463, and the IANA enhanced status code registry
+// (RFC 5248) lists X.1.9 with that meaning and RFC 3886 as its reference;
+// checked against several independent copies of the registry, not
+// against RFC 3886's own section text, which could not be read.
 var (
 	StatusDelivered           = Status{2, 0, 0}
 	StatusDelayed             = Status{4, 0, 0}

@@ -240,3 +240,10 @@ func TestLineLimit(t *testing.T) {
 	_, err = ParseReport([]byte("Original-Envelope-Id: " + strings.Repeat("e", 1000) + "\nReporting-MTA: dns; h\n\nFinal-Recipient: rfc822; a@b\nAction: failed\nStatus: 5.0.0\n"))
 	assert.Error(t, err)
 }
+
+// X.1.9 is the registry's "message relayed to non-compliant mailer" (RFC
+// 3886's addition to RFC 3463), reported as a success class code.
+func TestStatusRelayedNonCompliantIsX19(t *testing.T) {
+	assert.Equal(t, "2.1.9", StatusRelayedNonCompliant.String())
+	assert.True(t, StatusRelayedNonCompliant.Valid())
+}
