@@ -53,8 +53,8 @@
 //
 // Invalid parameters produce an *Error whose SMTPReply is 501 5.5.4
 // (RFC 5321 section 4.2.3 "syntax error in parameters", RFC 3463 X.5.4
-// "invalid command arguments"); RFC 3885 defines no reply codes of its own
-// for a malformed MTRK parameter.
+// "invalid command arguments"). Whether RFC 3885 defines reply codes of its
+// own is UNVERIFIED: its section text could not be read (see below).
 //
 // # EHLO
 //
@@ -62,6 +62,17 @@
 // Offered tells from a peer's EHLO extension lines whether it offers MTRK; a
 // relay passes MTRK= on only to a next hop that does (RFC 3885's relaying
 // rules; a next hop without MTRK ends tracking at this MTA).
+//
+// # What was checked against the RFC
+//
+// The ABNF above was checked against RFC 3885's own text in an earlier
+// session. Its header (checked) says it updates RFC 3461, the DSN
+// extension whose ENVID parameter tracking relies on. The rest of its
+// section text (what a server must do with MTRK and no ENVID, the
+// relaying rules, the alias and list rules, reply codes) was out of reach
+// of this project's tools, which return only each document's first page;
+// those points follow the project's digest and the reference product and
+// are UNVERIFIED.
 //
 // # Timeouts
 //
