@@ -25,6 +25,11 @@
 //     FUTURERELEASE release time; X-Record-Incomplete when shards of a
 //     large record were evicted from the store.
 //
+// A RECALL answer is the same report with X-Recall-Status on each group
+// the engine's recall reached, plus one group (Action "opaque",
+// Original-Recipient the alias) for every alias child that did not get the
+// certifier and is therefore not recallable; see Backend.Recall.
+//
 // Unknown envelope IDs and wrong secrets both come back from the engine as
 // tracking.ErrNotFound and are returned as mtqp.ErrNotFound, which the
 // server answers with one fixed reply. A store failure becomes a 451 reply
@@ -88,6 +93,15 @@ func (b *Backend) Track(ctx context.Context, q mtqp.Query) (*mtqp.Report, error)
 // Recall answers the recall extension: it asks the engine to recall the
 // message for every recipient still queued, then reports the record with
 // each recipient's outcome in X-Recall-Status.
+//
+// Every outcome the engine returns appears in the report. Most name a
+// recipient of the record and are set on its group. The others are alias
+// children that did not receive the certifier (tracking.RecallNotRecallable
+// for an address in some recipient's UntrackedChildren): the record has no
+// entry of their own, so each gets a group of its own with Action "opaque"
+// (RFC 3886: passed on where tracking information cannot be obtained),
+// Original-Recipient naming the alias it was expanded from, and
+// X-Recall-Status not-recallable.
 func (b *Backend) Recall(ctx context.Context, q mtqp.Query) (*mtqp.Report, error) {
 	secret := mtrk.Secret(q.Secret)
 	rr, err := b.engine.Recall(ctx, q.EnvID, secret)
@@ -99,20 +113,73 @@ func (b *Backend) Recall(ctx context.Context, q mtqp.Query) (*mtqp.Report, error
 		return nil, mapError(err)
 	}
 	rep := b.Report(rec)
-	outcome := make(map[string]tracking.RecallOutcome, len(rr.Results))
-	for _, r := range rr.Results {
-		outcome[r.Recipient] = r.Outcome
-	}
-	for i := range rep.Recipients {
-		rc := &rep.Recipients[i]
-		if o, ok := outcome[rc.FinalRecipient.Value]; ok {
-			rc.SetRecallStatus(mtqp.RecallStatus(o))
-		}
-	}
+	addRecallOutcomes(rep, rec, rr.Results)
 	if rr.Incomplete && !rec.Incomplete {
 		rep.Extensions = append(rep.Extensions, mtqp.Field{Name: FieldIncomplete, Value: "yes"})
 	}
 	return rep, nil
+}
+
+// addRecallOutcomes sets each result's X-Recall-Status on the report
+// group of the same address (each group takes one result, in order) and
+// appends a group for every result that has none: an untracked alias
+// child, or an address the record no longer lists.
+func addRecallOutcomes(rep *mtqp.Report, rec *tracking.Record, results []tracking.RecallResult) {
+	groups := make(map[string][]int, len(rep.Recipients))
+	for i, rc := range rep.Recipients {
+		groups[rc.FinalRecipient.Value] = append(groups[rc.FinalRecipient.Value], i)
+	}
+	parent := map[string]string{}
+	for _, r := range rec.Recipients {
+		for _, c := range r.UntrackedChildren {
+			if _, ok := parent[c]; !ok {
+				parent[c] = r.FinalRecipient
+			}
+		}
+	}
+	for _, res := range results {
+		from, child := parent[res.Recipient]
+		child = child && res.Outcome == tracking.RecallNotRecallable && res.Action == tracking.ActionExpanded
+		if is := groups[res.Recipient]; len(is) > 0 && !(child && !hasExpanded(rep, is)) {
+			groups[res.Recipient] = is[1:]
+			rep.Recipients[is[0]].SetRecallStatus(mtqp.RecallStatus(res.Outcome))
+			continue
+		}
+		rep.Recipients = append(rep.Recipients, outcomeOnly(res, from, child))
+	}
+}
+
+// hasExpanded reports whether one of the groups is an expansion (a list
+// address reports not-recallable on its own group).
+func hasExpanded(rep *mtqp.Report, is []int) bool {
+	for _, i := range is {
+		if rep.Recipients[i].Action == mtqp.ActionExpanded {
+			return true
+		}
+	}
+	return false
+}
+
+// outcomeOnly is the report group for a recall result without a record
+// entry.
+func outcomeOnly(res tracking.RecallResult, from string, child bool) mtqp.Recipient {
+	action := res.Action.RFCAction()
+	if child {
+		action = tracking.ActionOpaque
+	}
+	out := mtqp.Recipient{
+		FinalRecipient: mtqp.RFC822(res.Recipient),
+		Action:         mtqp.Action(action),
+		Status:         DefaultStatus(action),
+	}
+	if from != "" && child {
+		out.OriginalRecipient = mtqp.RFC822(from)
+	}
+	if res.RemoteMTA != "" {
+		out.RemoteMTA = mtqp.DNS(res.RemoteMTA)
+	}
+	out.SetRecallStatus(mtqp.RecallStatus(res.Outcome))
+	return out
 }
 
 // Report converts a tracking record into an RFC 3886 report.

@@ -212,6 +212,59 @@ func TestRecallWithdrawsQueuedRecipientsOnly(t *testing.T) {
 	}
 }
 
+// TestRecallReportsNotRecallableRecipients: alias children that did not
+// get the certifier and mailing-list members are outcomes of the engine's
+// recall like any other, so the RECALL answer over MTQP carries a group
+// for each, with X-Recall-Status not-recallable.
+func TestRecallReportsNotRecallableRecipients(t *testing.T) {
+	f := newFixture(t, memstore.New(memstore.Options{}))
+	ctx := context.Background()
+	secret, ref := accept(t, f.engine, "env-5", time.Now().Add(time.Hour), "team@example.test", "list@example.test", "d@example.test")
+	require.NoError(t, f.engine.Expanded(ctx, ref, "exp-team", "team@example.test", false, []tracking.Child{
+		{Address: "x@example.test", Tracked: true},
+		{Address: "y@example.test", Tracked: false},
+	}))
+	require.NoError(t, f.engine.Expanded(ctx, ref, "exp-list", "list@example.test", true, []tracking.Child{
+		{Address: "m1@example.test", Tracked: true},
+	}))
+
+	// What the engine answers is what the report must show, one group per
+	// outcome.
+	direct, err := f.engine.Recall(ctx, "env-5", secret)
+	require.NoError(t, err)
+	want := map[string]tracking.RecallOutcome{}
+	for _, r := range direct.Results {
+		want[r.Recipient] = r.Outcome
+	}
+	require.Equal(t, tracking.RecallNotRecallable, want["y@example.test"], "engine: %+v", direct.Results)
+
+	res, err := f.dial(t).Recall(ctx, "env-5", secret)
+	require.NoError(t, err)
+	rs := byRecipient(res.Report)
+	for addr, o := range want {
+		rc, ok := rs[addr]
+		if assert.True(t, ok, "no report group for %s (outcome %s)", addr, o) {
+			assert.Equal(t, mtqp.RecallStatus(o), ptr(rc).RecallStatus(), addr)
+		}
+	}
+	y := rs["y@example.test"]
+	assert.Equal(t, mtqp.RecallNotRecallable, ptr(y).RecallStatus())
+	assert.Equal(t, mtqp.ActionOpaque, y.Action)
+	assert.Equal(t, "team@example.test", y.OriginalRecipient.Value)
+	assert.Equal(t, mtqp.RecallNotRecallable, ptr(rs["list@example.test"]).RecallStatus())
+	assert.Equal(t, mtqp.RecallRecalled, ptr(rs["x@example.test"]).RecallStatus())
+	assert.Equal(t, mtqp.RecallRecalled, ptr(rs["d@example.test"]).RecallStatus())
+	// The body the client parsed is the one the server wrote: every group
+	// is there once.
+	n := 0
+	for _, r := range res.Report.Recipients {
+		if r.FinalRecipient.Value == "y@example.test" {
+			n++
+		}
+	}
+	assert.Equal(t, 1, n)
+}
+
 func TestStoreOutageIsATemporaryFailureNotNotFound(t *testing.T) {
 	m := testenv.StartMemcached(t)
 	s, err := memcachestore.New(memcachestore.Options{Servers: []string{m.Addr}, Timeout: 200 * time.Millisecond})
