@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"math/rand"
@@ -530,6 +531,73 @@ func TestConcurrentClients(t *testing.T) {
 	}
 	assert.Equal(t, uint64(clients*each), s.Metrics().Commands[CmdTrack].Count)
 	assert.Equal(t, int64(clients), s.Metrics().ConnectionsAccepted)
+}
+
+// TestConcurrentClientsTLS is TestConcurrentClients over TLS: many
+// clients at once each do STARTTLS (half by hand, half through a Dialer)
+// and then a run of TRACKs on a server that requires TLS, so handshakes
+// overlap with each other and with queries on other connections.
+func TestConcurrentClientsTLS(t *testing.T) {
+	srvTLS, cliTLS := testTLS(t, "mta1.test", "127.0.0.1")
+	s, b, addr := newTestServer(t, func(s *Server) { s.TLSConfig = srvTLS; s.RequireTLS = true })
+	ctx := ctxT(t)
+	cfg := cliTLS.Clone()
+	cfg.ServerName = "mta1.test"
+	const clients, each = 16, 10
+	var wg sync.WaitGroup
+	errs := make(chan error, clients)
+	for i := 0; i < clients; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			var c *Client
+			var err error
+			if i%2 == 0 {
+				c, err = Dial(ctx, addr)
+				if err == nil {
+					err = c.StartTLS(ctx, cfg.Clone())
+				}
+			} else {
+				d := Dialer{TLSConfig: cfg.Clone()}
+				c, err = d.Dial(ctx, addr)
+			}
+			if c != nil {
+				defer c.Close()
+			}
+			if err != nil {
+				errs <- fmt.Errorf("client %d: %w", i, err)
+				return
+			}
+			st, ok := c.TLSConnectionState()
+			if !ok || !st.HandshakeComplete || st.Version < tls.VersionTLS12 {
+				errs <- fmt.Errorf("client %d: no TLS 1.2+ connection state", i)
+				return
+			}
+			for j := 0; j < each; j++ {
+				res, err := c.Track(ctx, "env-1", testSecret)
+				if err != nil {
+					errs <- fmt.Errorf("client %d TRACK %d: %w", i, j, err)
+					return
+				}
+				if res.Report.EnvelopeID != "env-1" || len(res.Report.Recipients) != 2 {
+					errs <- fmt.Errorf("client %d: wrong report %+v", i, res.Report)
+					return
+				}
+			}
+			errs <- c.Quit(ctx)
+		}(i)
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		require.NoError(t, err)
+	}
+	m := s.Metrics()
+	assert.Equal(t, uint64(clients*each), m.Commands[CmdTrack].Count)
+	assert.Equal(t, uint64(clients), m.Commands[CmdStartTLS].Count)
+	assert.Equal(t, int64(clients), m.ConnectionsAccepted)
+	assert.Zero(t, m.TLSFailures)
+	assert.Len(t, b.queries(), clients*each, "every query reached the backend, none before TLS")
 }
 
 func TestMetricsPerServer(t *testing.T) {
