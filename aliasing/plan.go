@@ -292,14 +292,28 @@ type Planner struct {
 	Policy Policy
 	// Expander looks addresses up; nil means no address expands.
 	Expander Expander
-	// MaxDepth bounds the expansion levels below an original recipient;
-	// 0 means DefaultMaxDepth.
+	// MaxDepth bounds the expansion levels below an original recipient,
+	// counted along an address's shortest path from one (the tree may
+	// nest an address deeper; see the package doc); 0 means
+	// DefaultMaxDepth.
 	MaxDepth int
 	// MaxNodes bounds the size of the plan; 0 means DefaultMaxNodes.
 	MaxNodes int
 	// Key maps an address to the form compared for duplicates and loops;
 	// nil means DomainFoldKey.
 	Key func(address string) string
+}
+
+// entry is what the exploration learned about one address key.
+type entry struct {
+	exp   Expansion
+	found bool // the address expands (exp is valid)
+	// carries: some path from a tracked original recipient grants the
+	// certifier to this address. self: the expansion delivers to the
+	// address's own mailbox ("a -> a, b") with the certifier.
+	carries, self bool
+	placed        bool // pass 2: the surviving node has been built
+	grant         map[string]struct{}
 }
 
 type planState struct {
@@ -309,15 +323,17 @@ type planState struct {
 	maxDepth int
 	maxNodes int
 	nodes    int
-	seen     map[string]struct{}
+	graph    map[string]*entry
 	onPath   map[string]struct{}
 	plan     *Plan
 }
 
-// Plan expands the original recipients, depth first in order, and
-// decides for each resulting recipient whether it carries the certifier.
-// Duplicate removal spans all the given recipients. It returns an error
-// (and no plan) when the expander fails, the expander returns an invalid
+// Plan expands the original recipients and decides for each resulting
+// recipient whether it carries the certifier. Duplicate removal spans all
+// the given recipients, and the decision does not depend on their order
+// or on the order of an expansion's members (except that First is defined
+// by the member order; see the package doc). It returns an error (and no
+// plan) when the expander fails, the expander returns an invalid
 // expansion, or a limit is exceeded; loops are not errors (see
 // Plan.Check).
 func (pl *Planner) Plan(ctx context.Context, rcpts ...Recipient) (*Plan, error) {
@@ -330,7 +346,7 @@ func (pl *Planner) Plan(ctx context.Context, rcpts ...Recipient) (*Plan, error) 
 		key:      pl.Key,
 		maxDepth: pl.MaxDepth,
 		maxNodes: pl.MaxNodes,
-		seen:     make(map[string]struct{}, len(rcpts)),
+		graph:    make(map[string]*entry, len(rcpts)),
 		onPath:   make(map[string]struct{}),
 		plan:     &Plan{Policy: pl.Policy, Roots: make([]*Node, 0, len(rcpts))},
 	}
@@ -343,134 +359,194 @@ func (pl *Planner) Plan(ctx context.Context, rcpts ...Recipient) (*Plan, error) 
 	if st.maxNodes <= 0 {
 		st.maxNodes = DefaultMaxNodes
 	}
+	if err := st.explore(rcpts); err != nil {
+		return nil, err
+	}
+	st.propagate(rcpts)
 	for _, r := range rcpts {
-		n, _, err := st.visit(r.Address, r.Tracked, 0)
-		if err != nil {
-			return nil, err
-		}
-		st.plan.Roots = append(st.plan.Roots, n)
+		st.plan.Roots = append(st.plan.Roots, st.build(r.Address, r.Tracked))
 	}
 	return st.plan, nil
 }
 
-// visit plans one occurrence of address. It returns the node and whether
-// it survived (neither duplicate nor loop).
-func (st *planState) visit(address string, carries bool, depth int) (*Node, bool, error) {
-	st.nodes++
+// explore looks every reachable address up once, breadth first, so that
+// the depth limit applies to an address's shortest path from an original
+// recipient (a property of the expansion graph, not of the walk order),
+// and counts the plan's nodes: one per original recipient and one per
+// member of every expansion.
+func (st *planState) explore(rcpts []Recipient) error {
+	type item struct {
+		address string
+		depth   int
+	}
+	queue := make([]item, 0, len(rcpts))
+	for _, r := range rcpts {
+		queue = append(queue, item{r.Address, 0})
+	}
+	st.nodes = len(rcpts)
 	if st.nodes > st.maxNodes {
-		return nil, false, &LimitError{Address: address, Err: ErrTooManyNodes}
+		return &LimitError{Address: rcpts[st.maxNodes].Address, Err: ErrTooManyNodes}
 	}
-	k := st.key(address)
-	if _, ok := st.onPath[k]; ok {
-		st.plan.Loops++
-		return &Node{Address: address, Outcome: Loop}, false, nil
-	}
-	if _, ok := st.seen[k]; ok {
-		st.plan.Duplicates++
-		return &Node{Address: address, Outcome: Duplicate}, false, nil
-	}
-	st.seen[k] = struct{}{}
-
-	var (
-		exp   Expansion
-		found bool
-	)
-	if st.pl.Expander != nil {
+	for i := 0; i < len(queue); i++ {
+		it := queue[i]
+		k := st.key(it.address)
+		if _, ok := st.graph[k]; ok {
+			continue
+		}
+		e := &entry{}
+		st.graph[k] = e
+		if st.pl.Expander == nil {
+			continue
+		}
 		if err := st.ctx.Err(); err != nil {
-			return nil, false, &ExpandError{Address: address, Err: err}
+			return &ExpandError{Address: it.address, Err: err}
 		}
-		var err error
-		exp, found, err = st.pl.Expander.Expand(st.ctx, address)
+		exp, found, err := st.pl.Expander.Expand(st.ctx, it.address)
 		if err != nil {
-			return nil, false, &ExpandError{Address: address, Err: err}
+			return &ExpandError{Address: it.address, Err: err}
+		}
+		if !found {
+			continue
+		}
+		if exp.Kind != Alias && exp.Kind != Forward && exp.Kind != List {
+			return &ExpandError{Address: it.address, Err: fmt.Errorf("%w: kind %v", ErrBadExpansion, exp.Kind)}
+		}
+		if it.depth >= st.maxDepth {
+			return &LimitError{Address: it.address, Err: ErrTooDeep}
+		}
+		e.exp, e.found = exp, true
+		for _, m := range exp.Members {
+			st.nodes++
+			if st.nodes > st.maxNodes {
+				return &LimitError{Address: m, Err: ErrTooManyNodes}
+			}
+			if st.key(m) != k {
+				queue = append(queue, item{m, it.depth + 1})
+			}
 		}
 	}
-	if !found {
-		st.final(address, carries)
-		return &Node{Address: address, Outcome: Final, Carries: carries}, true, nil
-	}
-	if exp.Kind != Alias && exp.Kind != Forward && exp.Kind != List {
-		return nil, false, &ExpandError{Address: address, Err: fmt.Errorf("%w: kind %v", ErrBadExpansion, exp.Kind)}
-	}
-	if depth >= st.maxDepth {
-		return nil, false, &LimitError{Address: address, Err: ErrTooDeep}
-	}
+	return nil
+}
 
-	n := &Node{Address: address, Kind: exp.Kind, Outcome: Expanded, Carries: carries,
-		Children: make([]*Node, 0, len(exp.Members))}
-	// Which members may carry. Nothing carries below a list or below a
-	// node the certifier did not reach.
-	pass := carries && exp.Kind != List
-	var distinct int
-	primary := ""
-	if pass && (st.pl.Policy == Single || st.pl.Policy == Strict) {
-		distinct = st.countDistinct(exp.Members)
-		if st.pl.Policy == Strict && distinct > 1 && exp.Primary != "" {
+// propagate computes which addresses carry the certifier: an original
+// recipient that arrived tracked, and every member that the expansion of
+// a carrying address grants it to (grants). It is a reachability fix
+// point over the expansion graph, so it does not depend on any order.
+func (st *planState) propagate(rcpts []Recipient) {
+	var work []string
+	for _, r := range rcpts {
+		if !r.Tracked {
+			continue
+		}
+		k := st.key(r.Address)
+		if e := st.graph[k]; !e.carries {
+			e.carries = true
+			work = append(work, k)
+		}
+	}
+	for len(work) > 0 {
+		k := work[len(work)-1]
+		work = work[:len(work)-1]
+		e := st.graph[k]
+		if !e.found {
+			continue
+		}
+		e.grant = st.grants(e.exp)
+		for mk := range e.grant {
+			if mk == k {
+				e.self = true
+				continue
+			}
+			if me := st.graph[mk]; !me.carries {
+				me.carries = true
+				work = append(work, mk)
+			}
+		}
+	}
+}
+
+// grants returns the keys of the members that a carrying address's
+// expansion passes the certifier to under the planner's policy. It looks
+// at the expansion alone.
+func (st *planState) grants(exp Expansion) map[string]struct{} {
+	if exp.Kind == List || len(exp.Members) == 0 {
+		return nil
+	}
+	g := map[string]struct{}{}
+	switch st.pl.Policy {
+	case Multiple:
+		for _, m := range exp.Members {
+			g[st.key(m)] = struct{}{}
+		}
+	case First:
+		g[st.key(exp.Members[0])] = struct{}{}
+	case Single, Strict:
+		distinct := st.countDistinct(exp.Members)
+		switch {
+		case distinct == 1:
+			g[st.key(exp.Members[0])] = struct{}{}
+		case st.pl.Policy == Strict && exp.Primary != "":
 			pk := st.key(exp.Primary)
 			for _, m := range exp.Members {
 				if st.key(m) == pk {
-					primary = pk
+					g[pk] = struct{}{}
 					break
 				}
 			}
 		}
 	}
+	return g
+}
 
+// build makes the node of one occurrence of address, depth first in the
+// expander's order. granted says whether this occurrence receives the
+// certifier (a tracked original recipient, or a member granted by a
+// carrying expansion). An address survives at its first occurrence in the
+// walk, except that an address that carries survives only at an
+// occurrence that grants it: its other occurrences are duplicates. Such an
+// occurrence is always reached (the carrying path's addresses survive at
+// granting occurrences themselves), so every reachable address survives
+// exactly once, and a carrying node always hangs below the expansion
+// that granted it.
+func (st *planState) build(address string, granted bool) *Node {
+	k := st.key(address)
+	e := st.graph[k]
+	if _, ok := st.onPath[k]; ok {
+		st.plan.Loops++
+		return &Node{Address: address, Outcome: Loop}
+	}
+	if e.placed || (e.carries && !granted) {
+		st.plan.Duplicates++
+		return &Node{Address: address, Outcome: Duplicate}
+	}
+	e.placed = true
+	if !e.found {
+		st.final(address, e.carries)
+		return &Node{Address: address, Outcome: Final, Carries: e.carries}
+	}
+	n := &Node{Address: address, Kind: e.exp.Kind, Outcome: Expanded, Carries: e.carries,
+		Children: make([]*Node, 0, len(e.exp.Members))}
 	st.onPath[k] = struct{}{}
-	given := false       // First: a carrier has been chosen
-	selfDone := false    // the self-reference has been delivered
-	primaryDone := false // Strict: the primary's first occurrence passed
-	for _, m := range exp.Members {
+	selfDone := false
+	for _, m := range e.exp.Members {
 		mk := st.key(m)
-		c := false
-		if pass {
-			switch st.pl.Policy {
-			case Multiple:
-				c = true
-			case Single:
-				c = distinct == 1
-			case First:
-				c = !given
-			case Strict:
-				c = distinct == 1 || (primary != "" && mk == primary && !primaryDone)
-			}
-		}
 		if mk == k {
 			// "a -> a, b": deliver to the mailbox a itself.
-			st.nodes++
-			if st.nodes > st.maxNodes {
-				return nil, false, &LimitError{Address: m, Err: ErrTooManyNodes}
-			}
 			if selfDone {
 				st.plan.Duplicates++
 				n.Children = append(n.Children, &Node{Address: m, Outcome: Duplicate})
 				continue
 			}
 			selfDone = true
-			st.final(m, c)
-			n.Children = append(n.Children, &Node{Address: m, Outcome: Final, Carries: c})
-			if c {
-				given = true
-				if mk == primary {
-					primaryDone = true
-				}
-			}
+			st.final(m, e.self)
+			n.Children = append(n.Children, &Node{Address: m, Outcome: Final, Carries: e.self})
 			continue
 		}
-		child, survived, err := st.visit(m, c, depth+1)
-		if err != nil {
-			return nil, false, err
-		}
-		if survived && c {
-			given = true
-			if mk == primary {
-				primaryDone = true
-			}
-		}
-		n.Children = append(n.Children, child)
+		_, g := e.grant[mk]
+		n.Children = append(n.Children, st.build(m, g))
 	}
 	delete(st.onPath, k)
-	return n, true, nil
+	return n
 }
 
 func (st *planState) final(address string, carries bool) {

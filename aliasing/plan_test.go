@@ -93,15 +93,15 @@ func TestPlanTree(t *testing.T) {
 	assert.Equal(t, &Node{Address: "staff@x", Kind: Alias, Outcome: Expanded, Carries: true, Children: []*Node{
 		{Address: "ann@x", Outcome: Final, Carries: true},
 		{Address: "all@x", Kind: List, Outcome: Expanded, Carries: true, Children: []*Node{
-			{Address: "bob@x", Outcome: Final},
+			{Address: "bob@x", Outcome: Duplicate},
 			{Address: "staff@x", Outcome: Loop},
 		}},
 		{Address: "ann@x", Outcome: Duplicate},
 	}}, r)
-	assert.Equal(t, &Node{Address: "bob@x", Outcome: Duplicate}, p.Roots[1],
-		"the first occurrence (via the list, without the certifier) wins over a later tracked RCPT")
-	assert.Equal(t, []string{"ann@x"}, p.WithCertifier)
-	assert.Equal(t, []string{"bob@x"}, p.WithoutCertifier)
+	assert.Equal(t, &Node{Address: "bob@x", Outcome: Final, Carries: true}, p.Roots[1],
+		"a tracked RCPT carries although the walk meets bob@x first through the list; it survives where it is granted")
+	assert.Equal(t, []string{"ann@x", "bob@x"}, p.WithCertifier)
+	assert.Empty(t, p.WithoutCertifier)
 	assert.Equal(t, 2, p.Duplicates)
 	assert.Equal(t, 1, p.Loops)
 	assert.NoError(t, p.Check(), "staff@x still delivers")
@@ -111,7 +111,7 @@ func TestPlanTree(t *testing.T) {
 		seen = append(seen, fmt.Sprintf("%d:%s:%v", depth, n.Address, n.Outcome))
 		return true
 	})
-	assert.Equal(t, []string{"0:staff@x:expanded", "1:ann@x:final", "1:all@x:expanded", "2:bob@x:final", "2:staff@x:loop", "1:ann@x:duplicate"}, seen)
+	assert.Equal(t, []string{"0:staff@x:expanded", "1:ann@x:final", "1:all@x:expanded", "2:bob@x:duplicate", "2:staff@x:loop", "1:ann@x:duplicate"}, seen)
 	var count int
 	r.Walk(func(*Node, int) bool { count++; return count < 2 })
 	assert.Equal(t, 2, count, "Walk stops when fn returns false")
@@ -158,15 +158,22 @@ func TestPlanSelfReferenceAndLoops(t *testing.T) {
 	assert.False(t, p.Roots[0].Delivers())
 }
 
-func TestPlanFirstSkipsDropped(t *testing.T) {
+func TestPlanFirstIsFirstMember(t *testing.T) {
 	tab := table{"grp@x": alias("ann@x", "bob@x", "cat@x")}
 	pl := &Planner{Policy: First, Expander: tab}
-	// ann@x arrives first as its own RCPT, untracked; in grp@x it is a
-	// duplicate, so bob@x is the first surviving member and carries.
-	p, err := pl.Plan(context.Background(), Recipient{Address: "ann@x"}, Recipient{Address: "grp@x", Tracked: true})
-	require.NoError(t, err)
-	assert.Equal(t, []string{"bob@x"}, p.WithCertifier)
-	assert.Equal(t, []string{"ann@x", "cat@x"}, p.WithoutCertifier)
+	// ann@x also arrives as its own RCPT, untracked, before grp@x. It is
+	// still grp@x's first member, so it carries, in either order, and
+	// nobody else in grp@x does.
+	for _, roots := range [][]Recipient{
+		{{Address: "ann@x"}, {Address: "grp@x", Tracked: true}},
+		{{Address: "grp@x", Tracked: true}, {Address: "ann@x"}},
+	} {
+		p, err := pl.Plan(context.Background(), roots...)
+		require.NoError(t, err)
+		assert.Equal(t, []string{"ann@x"}, p.WithCertifier)
+		assert.Equal(t, []string{"bob@x", "cat@x"}, p.WithoutCertifier)
+		assert.Equal(t, 1, p.Duplicates, "the untracked RCPT ann@x is the duplicate")
+	}
 }
 
 func TestPlanErrors(t *testing.T) {
@@ -296,5 +303,39 @@ func BenchmarkPlan1000(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// TestPlanOrderIndependent: the certifier decision for a mailbox reached
+// through several paths does not depend on which path the walk meets
+// first. Under Multiple a mailbox reached through a list and through an
+// alias carries (the alias path grants it; the list path only fails to).
+func TestPlanOrderIndependent(t *testing.T) {
+	for _, pol := range []Policy{Multiple, Single, First, Strict} {
+		for _, order := range [][]string{{"all@x", "solo@x"}, {"solo@x", "all@x"}} {
+			tab := table{
+				"staff@x": alias(order...),
+				"all@x":   list("ann@x", "bob@x"),
+				"solo@x":  alias("ann@x"),
+			}
+			pl := &Planner{Policy: pol, Expander: tab}
+			// solo@x is also an original recipient, so that under the
+			// one-carrier policies too some alias path grants ann@x.
+			roots := []Recipient{{Address: "staff@x", Tracked: true}, {Address: "solo@x", Tracked: true}}
+			p, err := pl.Plan(context.Background(), roots...)
+			require.NoError(t, err)
+			assert.Equal(t, []string{"ann@x"}, p.WithCertifier, "%v %v", pol, order)
+			assert.Equal(t, []string{"bob@x"}, p.WithoutCertifier, "%v %v", pol, order)
+
+			if pol == Multiple {
+				// The reported bug: staff@x alone, ann@x met through the
+				// list first or second.
+				p, err := pl.Plan(context.Background(), Recipient{Address: "staff@x", Tracked: true})
+				require.NoError(t, err)
+				assert.ElementsMatch(t, []string{"ann@x"}, p.WithCertifier, "%v", order)
+				assert.ElementsMatch(t, []string{"bob@x"}, p.WithoutCertifier, "%v", order)
+				require.NoError(t, p.Check())
+			}
+		}
 	}
 }

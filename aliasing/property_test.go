@@ -19,6 +19,11 @@ func randomTable(r *rand.Rand, n int) (table, []string) {
 	for i := range addrs {
 		addrs[i] = fmt.Sprintf("u%d@d%d.example", i, i%3)
 	}
+	// A few "hot" addresses are drawn far more often than the rest, so that
+	// the same mailbox (or alias) is typically reached by several paths:
+	// through a list and through an alias, under several aliases, as an
+	// original recipient and as a member.
+	hot := 1 + r.IntN(3)
 	t := table{}
 	for _, a := range addrs {
 		var k Kind
@@ -34,7 +39,11 @@ func randomTable(r *rand.Rand, n int) (table, []string) {
 		}
 		m := make([]string, r.IntN(6))
 		for j := range m {
-			m[j] = addrs[r.IntN(n)]
+			if r.IntN(2) == 0 {
+				m[j] = addrs[r.IntN(min(hot, n))]
+			} else {
+				m[j] = addrs[r.IntN(n)]
+			}
 			if r.IntN(8) == 0 { // same mailbox, domain in upper case
 				m[j] = upperDomain(m[j])
 			}
@@ -108,6 +117,7 @@ func TestPlanProperties(t *testing.T) {
 	const iterations = 3000
 	r := rand.New(rand.NewPCG(3885, 17))
 	policies := []Policy{Multiple, Single, First, Strict}
+	mixed := 0
 	for it := 0; it < iterations; it++ {
 		n := 1 + r.IntN(30)
 		tab, addrs := randomTable(r, n)
@@ -120,7 +130,139 @@ func TestPlanProperties(t *testing.T) {
 		p, err := pl.Plan(context.Background(), roots...)
 		require.NoError(t, err, "iteration %d", it)
 		checkPlan(t, it, tab, pol, roots, p)
+		if sharedListAndGrant(tab, pol, p) {
+			mixed++
+		}
+
+		// Order independence: the same expansion graph met in other
+		// orders (original recipients and expansion members shuffled;
+		// under First the first member stays first, since it defines the
+		// carrier) yields the same decision for every final recipient.
+		want := decisions(p)
+		for range 4 {
+			ptab, proots := permute(r, tab, roots, pol)
+			pp, err := (&Planner{Policy: pol, Expander: foldTable(ptab), MaxDepth: n + 1}).Plan(context.Background(), proots...)
+			require.NoError(t, err, "iteration %d", it)
+			checkPlan(t, it, ptab, pol, proots, pp)
+			require.Equal(t, want, decisions(pp), "iteration %d, policy %v: order changed the decision (roots %v, permuted %v)", it, pol, roots, proots)
+			require.Equal(t, p.Duplicates+p.Loops, pp.Duplicates+pp.Loops, "iteration %d: dropped nodes", it)
+		}
 	}
+	// The generator must actually produce the case the rule is about: a
+	// mailbox met through a list and also granted the certifier elsewhere.
+	require.Greater(t, mixed, iterations/20, "too few plans reach a carrying recipient through a list as well")
+}
+
+// decisions maps each final recipient's key to whether it carries.
+func decisions(p *Plan) map[string]bool {
+	d := map[string]bool{}
+	for _, a := range p.WithCertifier {
+		d[DomainFoldKey(a)] = true
+	}
+	for _, a := range p.WithoutCertifier {
+		d[DomainFoldKey(a)] = false
+	}
+	return d
+}
+
+// permute returns a copy of the table with every expansion's members
+// shuffled (the first kept first under First) and a shuffled copy of the
+// roots.
+func permute(r *rand.Rand, tab table, roots []Recipient, pol Policy) (table, []Recipient) {
+	out := make(table, len(tab))
+	for k, e := range tab {
+		m := append([]string(nil), e.Members...)
+		rest := m
+		if pol == First && len(m) > 0 {
+			rest = m[1:]
+		}
+		r.Shuffle(len(rest), func(i, j int) { rest[i], rest[j] = rest[j], rest[i] })
+		e.Members = m
+		out[k] = e
+	}
+	pr := append([]Recipient(nil), roots...)
+	r.Shuffle(len(pr), func(i, j int) { pr[i], pr[j] = pr[j], pr[i] })
+	return out, pr
+}
+
+// sharedListAndGrant reports whether some carrying final recipient of p
+// also occurs (as a duplicate) below a list.
+func sharedListAndGrant(tab table, pol Policy, p *Plan) bool {
+	carrying := map[string]bool{}
+	for _, a := range p.WithCertifier {
+		carrying[DomainFoldKey(a)] = true
+	}
+	found := false
+	var walk func(n *Node, underList bool)
+	walk = func(n *Node, underList bool) {
+		if underList && n.Outcome == Duplicate && carrying[DomainFoldKey(n.Address)] {
+			found = true
+		}
+		for _, c := range n.Children {
+			walk(c, underList || n.Kind == List)
+		}
+	}
+	for _, root := range p.Roots {
+		walk(root, false)
+	}
+	return found
+}
+
+// refGrants is the policy rule, restated for the test: the keys of the
+// members to which a carrying expansion passes the certifier.
+func refGrants(e Expansion, pol Policy) map[string]bool {
+	g := map[string]bool{}
+	if e.Kind == List || len(e.Members) == 0 {
+		return g
+	}
+	distinct := map[string]bool{}
+	for _, m := range e.Members {
+		distinct[DomainFoldKey(m)] = true
+	}
+	switch pol {
+	case Multiple:
+		g = distinct
+	case First:
+		g[DomainFoldKey(e.Members[0])] = true
+	case Single, Strict:
+		if len(distinct) == 1 {
+			g = distinct
+		} else if pol == Strict && distinct[DomainFoldKey(e.Primary)] {
+			g[DomainFoldKey(e.Primary)] = true
+		}
+	}
+	return g
+}
+
+// refCarries computes, without the planner, which addresses carry: the
+// tracked original recipients and, until nothing changes, every member
+// granted by a carrying expansion. self holds the expanding addresses
+// whose own mailbox ("a -> a, b") carries.
+func refCarries(tab table, pol Policy, roots []Recipient) (carry, self map[string]bool) {
+	carry, self = map[string]bool{}, map[string]bool{}
+	for _, r := range roots {
+		if r.Tracked {
+			carry[DomainFoldKey(r.Address)] = true
+		}
+	}
+	for changed := true; changed; {
+		changed = false
+		for k, e := range tab {
+			if !carry[k] {
+				continue
+			}
+			for mk := range refGrants(e, pol) {
+				switch {
+				case mk == k:
+					self[k] = true
+				case !carry[mk]:
+					carry[mk] = true
+					changed = true
+				}
+			}
+		}
+	}
+	return carry, self
 }
 
 func checkPlan(t *testing.T, it int, tab table, pol Policy, roots []Recipient, p *Plan) {
@@ -151,6 +293,25 @@ func checkPlan(t *testing.T, it int, tab table, pol Policy, roots []Recipient, p
 	finals := 0
 	dups, loops := 0, 0
 
+	// The reference decision: exactly the addresses with a granting path
+	// from a tracked original recipient carry.
+	refCarry, refSelf := refCarries(tab, pol, roots)
+	survivorCarries := func(k string, self bool) bool {
+		if self {
+			return refSelf[k]
+		}
+		return refCarry[k]
+	}
+	for k, c := range listed {
+		if _, expands := tab[k]; expands {
+			if c != refSelf[k] {
+				fail("self-delivery %s carries %v, reference %v", k, c, refSelf[k])
+			}
+		} else if c != refCarry[k] {
+			fail("%s carries %v, reference %v", k, c, refCarry[k])
+		}
+	}
+
 	var walk func(n *Node, tracked, underList bool, path map[string]bool)
 	walk = func(n *Node, tracked, underList bool, path map[string]bool) {
 		k := DomainFoldKey(n.Address)
@@ -160,6 +321,10 @@ func checkPlan(t *testing.T, it int, tab table, pol Policy, roots []Recipient, p
 			c, ok := listed[k]
 			if !ok || c != n.Carries {
 				fail("final %s (carries %v) not listed as such", n.Address, n.Carries)
+			}
+		case Expanded:
+			if n.Carries != refCarry[k] {
+				fail("expanded %s carries %v, reference %v", n.Address, n.Carries, refCarry[k])
 			}
 		case Duplicate:
 			dups++
@@ -208,15 +373,21 @@ func checkPlan(t *testing.T, it int, tab table, pol Policy, roots []Recipient, p
 				fail("single: %s has %d distinct members and a carrier", n.Address, len(distinct))
 			}
 		}
-		if pol == First && n.Carries && n.Kind != List {
-			// The carrier is the first surviving child.
-			for _, c := range n.Children {
-				if c.Outcome == Final || c.Outcome == Expanded {
-					if !c.Carries {
-						fail("first: first surviving member %s of %s does not carry", c.Address, n.Address)
-					}
-					break
-				}
+		// Every occurrence, duplicates included, that the expansion grants
+		// the certifier to ends up carrying wherever the address survives
+		// (the decision is the union over all paths), and a surviving
+		// carrier hangs below the expansion that granted it.
+		grants := map[string]bool{}
+		if n.Carries {
+			grants = refGrants(tab[k], pol)
+		}
+		for _, c := range n.Children {
+			ck := DomainFoldKey(c.Address)
+			if grants[ck] && !survivorCarries(ck, ck == k) {
+				fail("%s granted by %s but does not carry", c.Address, n.Address)
+			}
+			if c.Carries && !grants[ck] {
+				fail("%s carries below %s, which did not grant it", c.Address, n.Address)
 			}
 		}
 		path[k] = true
