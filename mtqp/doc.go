@@ -28,17 +28,22 @@
 // Servers are found through _mtqp._tcp SRV records (RFC 3887 section 5,
 // names per RFC 8553), falling back to the domain on port 1038.
 //
-// Verification status: the text of RFC 3887 was not available when this
-// package was written; the points marked UNVERIFIED in grammar.go
-// (reply codes, greeting shape, the framing of the report inside the
-// TRACK reply, the re-sent greeting after STARTTLS, the vnd. option
-// naming rule) follow SPEC.md and SMTP conventions and must be checked
-// against the RFC. Confirmed from a summary of RFC 3887: port 1038, the
-// four commands TRACK, STARTTLS, COMMENT and QUIT, case-insensitive
-// commands, SP/HTAB separators, the 998-character limit; RFC 3886 updates
-// RFC 3463; RFC 3887 is updated by RFC 8553 and RFC 8996. The RFC 3886
-// field sets and the seven Action values were checked against an
-// independent implementation's header table.
+// Verification status: only the first page of RFC 3887 (abstract,
+// sections 1 and 1.1) could be read from any stored copy, plus
+// keyword-index quotations of later sections; grammar.go lists what each
+// confirmed. Confirmed: port 1038 (IANA), the four commands TRACK,
+// STARTTLS, COMMENT and QUIT, case-insensitive commands, SP/HTAB
+// separators, the 998-character limit, a line-oriented protocol over a
+// client-opened TCP connection, request and chaining referrals, TLS
+// certificates covering virtually hosted domains; RFC 3887 is updated by
+// RFC 8553 and RFC 8996; RFC 3886 updates RFC 3463. Still UNVERIFIED,
+// because sections 2 to 9 were not retrievable: the reply codes, the
+// greeting's code and shape, the framing of the report inside the TRACK
+// reply, the re-sent greeting after STARTTLS, the COMMENT and QUIT
+// replies, the vnd. option naming rule, and the RFC section numbers cited
+// beside the code. These follow SPEC.md and the SMTP conventions section
+// 1.1 points to. The RFC 3886 field sets and the seven Action values were
+// checked against an independent implementation's header table.
 //
 // # The recall extension (not standard)
 //
