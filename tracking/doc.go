@@ -24,9 +24,34 @@
 // Action.RFCAction maps the latter for reports. An MTQP adapter turns a
 // Record into a message/tracking-status body.
 //
+// # Expiry
+//
 // The record expires at max(acceptance, hold end) + timeout: the hold is
 // added on top of the (clamped) tracking timeout, so a hold longer than
 // trackingtimeoutmax is still covered. Held moves the expiry later.
+//
+// A queue may also keep a message longer than the timeout by retrying
+// it. A Delayed event whose Will-Retry-Until would outlive the record
+// extends the expiry to min(Will-Retry-Until, now + MaxRetryHorizon) +
+// timeout, the same rule as for a hold: the timeout counts from the last
+// moment this MTA may still hold the message, so the record exists (and
+// the message can be tracked and recalled) while the queue retries, and
+// the final outcome (failed, when the queue gives up) stays queryable for
+// the timeout the sender asked for. The head is extended first, then
+// every shard, so no part of the record expires before another; the
+// expiry never moves earlier, and only a queue that is one of the
+// record's hops extends it. This costs one extra Get of the head per
+// Delayed call that carries a Will-Retry-Until, and a write only when the
+// expiry moves.
+//
+// The bound, Options.MaxRetryHorizon (default DefaultMaxRetryHorizon, 14
+// days, the product's trackingtimeoutmax default), is counted from the
+// event, not from acceptance: a queue that really keeps retrying keeps
+// extending its record, one event at a time, while a bogus far-future
+// Will-Retry-Until (a queue bug, a zero-value turned year 9999) cannot
+// pin an item in a shared, size-limited store for years. Real queue
+// lifetimes are well inside it (RFC 5321 section 4.5.4.1 suggests giving
+// up after 4 to 5 days).
 //
 // # Storage layout
 //

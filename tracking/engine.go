@@ -18,6 +18,14 @@ const (
 	DefaultRetries = 5
 	// DefaultRetryDelay is tracking_retry_delay (10 centiseconds).
 	DefaultRetryDelay = 100 * time.Millisecond
+	// DefaultMaxRetryHorizon bounds how far a Delayed event's
+	// Will-Retry-Until may push the record's expiry: at most this long
+	// from now, plus the tracking timeout. It equals the product's
+	// trackingtimeoutmax default (14 days, mtrk.DefaultLimits.Max), the
+	// longest the product keeps tracking data at all, and is well above
+	// real queue lifetimes (RFC 5321 section 4.5.4.1 suggests giving up
+	// after 4 to 5 days). See the package documentation, "Expiry".
+	DefaultMaxRetryHorizon = 14 * 24 * time.Hour
 	// DefaultJitter is the fraction by which each retry delay varies
 	// (uniformly in [delay*(1-j), delay*(1+j))).
 	DefaultJitter = 0.5
@@ -91,6 +99,10 @@ type Options struct {
 	Queue Queue
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// MaxRetryHorizon bounds the expiry extension of a Delayed event: a
+	// Will-Retry-Until later than now + MaxRetryHorizon counts as
+	// now + MaxRetryHorizon. 0 means DefaultMaxRetryHorizon.
+	MaxRetryHorizon time.Duration
 }
 
 // Stats are counters a caller can read at any time (Engine.Stats).
@@ -128,7 +140,9 @@ type Engine struct {
 	retry  int
 	delay  time.Duration
 	jitter float64
-	c      counters
+	// horizon is Options.MaxRetryHorizon with its default applied.
+	horizon time.Duration
+	c       counters
 
 	// wid tags the items this Engine writes, so that it can tell when
 	// another writer is active on a key.
@@ -160,6 +174,10 @@ func New(store trackstore.Store, opts Options) *Engine {
 		e.retry = DefaultRetries
 	case opts.Retries > 0:
 		e.retry = opts.Retries
+	}
+	e.horizon = opts.MaxRetryHorizon
+	if e.horizon <= 0 {
+		e.horizon = DefaultMaxRetryHorizon
 	}
 	e.delay = opts.RetryDelay
 	if e.delay <= 0 {

@@ -577,15 +577,107 @@ func (e *Engine) Dequeued(ctx context.Context, ref Ref, eventID string, disp Dis
 
 // Delayed records a failed attempt that will be retried (Action
 // delayed): the recipient is queued again and claimable.
+//
+// An Outcome's WillRetryUntil also keeps the record alive while the queue
+// may still hold the message: the record's expiry (head and every shard)
+// becomes at least min(WillRetryUntil, now + Options.MaxRetryHorizon) +
+// the tracking timeout. It never moves earlier. See the package
+// documentation, "Expiry".
 func (e *Engine) Delayed(ctx context.Context, ref Ref, eventID string, outs ...Outcome) error {
-	return e.update(ctx, "delayed", ref, eventID, outs, func(r *wireRcpt, o Outcome, now int64) bool {
+	var until int64
+	for _, o := range outs {
+		until = max(until, unixOf(o.WillRetryUntil))
+	}
+	applied := false // read after update returns: its ops are done
+	err := e.update(ctx, "delayed", ref, eventID, outs, func(r *wireRcpt, o Outcome, now int64) bool {
 		if r.Action != StateQueued && r.Action != StateDelivering && r.Action != ActionDelayed {
 			return false
 		}
 		r.Action, r.Status, r.RemoteMTA, r.Diag = ActionDelayed, orDefault(o.Status, "4.0.0"), o.RemoteMTA, o.Diagnostic
 		r.LastAttempt, r.NextAttempt, r.RetryUntil = now, unixOf(o.NextAttempt), unixOf(o.WillRetryUntil)
+		applied = true
 		return true
 	})
+	if until == 0 || (!applied && eventID == "") {
+		// Nothing of this queue changed. (With an event ID, a replay
+		// also finishes an extension a crash may have interrupted.)
+		return err
+	}
+	if xerr := e.extendForRetry(ctx, ref, eventID, until); xerr != nil {
+		return errors.Join(err, xerr)
+	}
+	return err
+}
+
+// extendForRetry moves the record's expiry to at least
+// min(until, now + horizon) + timeout: the head first (where the timeout
+// is), then every shard, so that no item of the record expires before
+// another. Only a queue that is one of the record's hops may extend it.
+func (e *Engine) extendForRetry(ctx context.Context, ref Ref, eventID string, until int64) error {
+	cert := []byte(ref.Certifier)
+	if eventID != "" {
+		// The update wrote eventID into the same items.
+		eventID += "/expiry"
+	}
+	now := e.now()
+	until = min(until, now.Add(e.horizon).Unix())
+	var mask uint32
+	var exp int64
+	ours := false
+	o := &op{eventID: eventID, apply: func(d doc, exists bool) bool {
+		ours, exp, mask = false, 0, 0
+		if !exists {
+			return false
+		}
+		h := d.(*wireHead)
+		for _, hp := range h.Hops {
+			if hp.MTA == e.owner() && hp.Queue == ref.QueueID {
+				ours = true
+			}
+		}
+		if !ours {
+			return false
+		}
+		mask = h.ShardMask
+		exp = until + h.Timeout
+		if exp <= h.Expires {
+			exp = h.Expires
+			return false
+		}
+		h.Expires = exp
+		return true
+	}}
+	if err := e.submit(ctx, HeadKey(cert), headKind(cert), o); err != nil {
+		return e.failed("delayed", eventID, cert, err)
+	}
+	if !ours || exp == 0 {
+		return nil
+	}
+	err := errors.Join(e.extendShards(ctx, cert, eventID, mask, exp)...)
+	e.debug(DebugEvents, "tracking: expiry extended for retries", "event_id", eventID, "mt", ref.Certifier.String(), "expires", exp)
+	return e.failed("delayed", eventID, cert, err)
+}
+
+// extendShards moves the expiry of the shards in mask to at least exp.
+func (e *Engine) extendShards(ctx context.Context, cert []byte, eventID string, mask uint32, exp int64) []error {
+	var errs []error
+	for n := 0; n < ShardCount; n++ {
+		if mask&(1<<n) == 0 {
+			continue
+		}
+		so := &op{eventID: eventID, apply: func(d doc, exists bool) bool {
+			s := d.(*wireShard)
+			if !exists || s.Expires >= exp {
+				return false
+			}
+			s.Expires = exp
+			return true
+		}}
+		if err := e.submit(ctx, ShardKey(cert, n), shardKind(cert, n), so); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errs
 }
 
 // Recalled is the queue's confirmation that it removed the recipients
@@ -720,22 +812,7 @@ func (e *Engine) holdEvent(ctx context.Context, event string, ref Ref, eventID s
 	}
 	var errs []error
 	if exp != 0 {
-		for n := 0; n < ShardCount; n++ {
-			if mask&(1<<n) == 0 {
-				continue
-			}
-			so := &op{eventID: eventID, apply: func(d doc, exists bool) bool {
-				s := d.(*wireShard)
-				if !exists || s.Expires >= exp {
-					return false
-				}
-				s.Expires = exp
-				return true
-			}}
-			if err := e.submit(ctx, ShardKey(cert, n), shardKind(cert, n), so); err != nil {
-				errs = append(errs, err)
-			}
-		}
+		errs = e.extendShards(ctx, cert, eventID, mask, exp)
 	}
 	e.debug(DebugEvents, "tracking: "+event, "event_id", eventID, "mt", ref.Certifier.String())
 	return e.failed(event, eventID, cert, errors.Join(errs...))

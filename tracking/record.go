@@ -88,7 +88,8 @@ type Record struct {
 	Timeout time.Duration
 	// Expires is when the store may forget the record: the end of the
 	// hold (if any) plus Timeout, so a hold longer than trackingtimeoutmax
-	// is still covered.
+	// is still covered, or later when a Delayed event's Will-Retry-Until
+	// extended it (see the package documentation, "Expiry").
 	Expires time.Time
 	// Sender is the envelope sender (MAIL FROM).
 	Sender string
