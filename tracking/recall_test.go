@@ -225,12 +225,22 @@ func TestRecallQueueIsAuthority(t *testing.T) {
 // TestRecallRacesDelivery delivers many recipients from several workers
 // while recalls run from this MTA and from another one, and checks that no
 // recipient is both delivered and reported recalled.
+// TestRecallRacesDelivery runs deliveries and three recalls (two through
+// the owning MTA's engine, one through another) against each other and
+// checks that no recipient is both delivered and reported recalled. So
+// that a run proves something, both outcomes must occur, without timed
+// assertions: the first third of the recipients is delivered before any
+// recall starts; the middle third is handed to the delivery workers
+// while the recalls run (all released together by a barrier); the last
+// third only after a recall has returned, by which time it has claimed
+// them, so the workers must find them recalled.
 func TestRecallRacesDelivery(t *testing.T) {
 	for round := 0; round < 5; round++ {
 		t.Run(fmt.Sprint(round), func(t *testing.T) {
 			f := newFixture(t)
 			rs := rcpts(300)
 			addrs := addrsOf(rs)
+			early, middle, late := addrs[:100], addrs[100:200], addrs[200:]
 			q := newQueue("Q1", addrs)
 			local := f.engine("mta1", func(o *Options) { o.Queue = q })
 			remote := f.engine("mtqp")
@@ -238,55 +248,88 @@ func TestRecallRacesDelivery(t *testing.T) {
 
 			var mu sync.Mutex
 			delivered := map[string]bool{}
+			claimedRecalled := map[string]bool{}
 			violations := 0
-			work := make(chan string)
+			type job struct {
+				addr string
+				done *sync.WaitGroup
+			}
+			work := make(chan job)
 			var wg sync.WaitGroup
 			for w := 0; w < 8; w++ {
 				wg.Add(1)
 				go func() {
 					defer wg.Done()
-					for a := range work {
+					for j := range work {
+						a := j.addr
 						claims, err := local.BeginDelivery(bg, ref, []string{a})
-						if !assert.NoError(t, err) {
-							continue
-						}
-						switch claims[0] {
-						case ClaimProceed:
-							if !q.startDelivery("Q1", a) {
+						if assert.NoError(t, err) {
+							switch claims[0] {
+							case ClaimProceed:
+								if !q.startDelivery("Q1", a) {
+									mu.Lock()
+									violations++ // claimed for delivery but the spool says removed
+									mu.Unlock()
+									break
+								}
 								mu.Lock()
-								violations++ // claimed for delivery but the spool says removed
+								delivered[a] = true
 								mu.Unlock()
-								continue
+								q.set("Q1", a, spDelivered)
+								assert.NoError(t, local.Delivered(bg, ref, "d-"+a, Outcome{Recipient: a}))
+							case ClaimRecalled:
+								mu.Lock()
+								claimedRecalled[a] = true
+								mu.Unlock()
+								removed, _ := q.Remove(bg, "Q1", []string{a})
+								assert.NoError(t, local.Recalled(bg, ref, "r-"+a, removed...))
+							default:
+								t.Errorf("unexpected claim %v for %s", claims[0], a)
 							}
-							mu.Lock()
-							delivered[a] = true
-							mu.Unlock()
-							q.set("Q1", a, spDelivered)
-							assert.NoError(t, local.Delivered(bg, ref, "d-"+a, Outcome{Recipient: a}))
-						case ClaimRecalled:
-							removed, _ := q.Remove(bg, "Q1", []string{a})
-							assert.NoError(t, local.Recalled(bg, ref, "r-"+a, removed...))
-						default:
-							t.Errorf("unexpected claim %v for %s", claims[0], a)
 						}
+						j.done.Done()
 					}
 				}()
 			}
+			feed := func(as []string) *sync.WaitGroup {
+				var done sync.WaitGroup
+				done.Add(len(as))
+				for _, a := range as {
+					work <- job{a, &done}
+				}
+				return &done
+			}
+
+			// Phase 1: no recall yet, so these are delivered.
+			feed(early).Wait()
+
+			// Phase 2: the recalls and the middle third start together.
+			start := make(chan struct{})
+			oneRecalled := make(chan struct{})
+			var once sync.Once
 			reports := make(chan *RecallReport, 3)
 			var rwg sync.WaitGroup
 			for _, e := range []*Engine{local, remote, local} {
 				rwg.Add(1)
 				go func() {
 					defer rwg.Done()
+					<-start
 					rep, err := e.Recall(bg, f.envid, f.secret)
 					if assert.NoError(t, err) {
 						reports <- rep
 					}
+					once.Do(func() { close(oneRecalled) })
 				}()
 			}
-			for _, a := range addrs {
-				work <- a
-			}
+			close(start)
+			middleDone := feed(middle)
+
+			// Phase 3: a recall has claimed every recipient still queued,
+			// so the late third must come back recalled.
+			<-oneRecalled
+			lateDone := feed(late)
+			middleDone.Wait()
+			lateDone.Wait()
 			close(work)
 			wg.Wait()
 			rwg.Wait()
@@ -320,7 +363,17 @@ func TestRecallRacesDelivery(t *testing.T) {
 				}
 			}
 			assert.Equal(t, len(addrs), nDelivered+nRecalled)
-			t.Logf("delivered %d, recalled %d", nDelivered, nRecalled)
+			// Both outcomes occurred, each where the schedule forces it.
+			for _, a := range early {
+				assert.True(t, delivered[a], "%s was delivered before any recall", a)
+			}
+			for _, a := range late {
+				assert.False(t, delivered[a], "%s was handed to delivery after a recall", a)
+				assert.True(t, claimedRecalled[a], "%s: BeginDelivery did not say recalled", a)
+			}
+			assert.GreaterOrEqual(t, nDelivered, len(early))
+			assert.GreaterOrEqual(t, nRecalled, len(late))
+			t.Logf("delivered %d, recalled %d (middle third: %d delivered)", nDelivered, nRecalled, nDelivered-len(early))
 		})
 	}
 }
