@@ -3,10 +3,12 @@ package smtpext
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"strings"
 	"sync"
@@ -74,6 +76,7 @@ type conn struct {
 	out      []byte // bytes ready for go-smtp
 	seenLine bool   // a command line was read on this go-smtp connection
 	rerr     error  // sticky read error
+	lineBuf  []byte // a command line rewritten for go-smtp (out points into it)
 
 	mu        sync.Mutex
 	pend      pendKind
@@ -177,18 +180,7 @@ func (c *conn) readData(b []byte) (int, error) {
 		if len(buf) > len(b) {
 			buf = buf[:len(b)]
 		}
-		cut, long := 0, false
-		for cut < len(buf) {
-			j := bytes.IndexByte(buf[cut:], '\n')
-			if j < 0 {
-				break
-			}
-			if 1+j > limit { // go-smtp counts the previous LF
-				long = true
-				break
-			}
-			cut += j + 1
-		}
+		cut, long := wholeLines(buf, limit)
 		if cut == 0 {
 			if !long && len(buf)+1 <= limit && len(buf) == avail {
 				// An incomplete line within the limit: wait for its end.
@@ -214,6 +206,27 @@ func (c *conn) readData(b []byte) (int, error) {
 		}
 		return n, nil
 	}
+}
+
+// wholeLines returns the end of the last whole line of buf such that every
+// line before it is within limit, with go-smtp's accounting (it counts the
+// previous LF, so a line's LF may be at offset limit-1 from its start at
+// most). long reports that the line at cut is over the limit as far as buf
+// shows (limit bytes without LF); otherwise the line at cut is incomplete.
+//
+// From a line start, the last LF in the next limit bytes ends a run of
+// lines that are all within the limit: one search per window rather than
+// one per line.
+func wholeLines(buf []byte, limit int) (cut int, long bool) {
+	for cut < len(buf) {
+		win := buf[cut:min(len(buf), cut+limit)]
+		j := bytes.LastIndexByte(win, '\n')
+		if j < 0 {
+			return cut, len(win) == limit
+		}
+		cut += j + 1
+	}
+	return cut, false
 }
 
 func (c *conn) readChunk(b []byte) (int, error) {
@@ -304,9 +317,30 @@ func (c *conn) pass(line []byte, k pendKind) (bool, error) {
 }
 
 func (c *conn) command(line []byte) (bool, error) {
-	verb, arg, err := parseCommand(string(bytes.TrimSuffix(line, []byte{'\n'})))
+	text := bytes.TrimSuffix(line, []byte{'\n'})
+	// A short line's verb is found on a string that does not escape (no
+	// allocation); the argument, which the layer keeps parts of, is then
+	// made only for the commands that need it. A long line (MAIL FROM with
+	// parameters) is converted once.
+	var (
+		verb, longArg string
+		err           error
+	)
+	const short = 32 // the compiler's stack buffer for string(b)
+	if len(text) <= short {
+		verb, _, err = parseCommand(string(text))
+	} else {
+		verb, longArg, err = parseCommand(string(text))
+	}
 	if err != nil {
 		return c.pass(line, pNone)
+	}
+	arg := func() string {
+		if len(text) > short {
+			return longArg
+		}
+		_, a, _ := parseCommand(string(text))
+		return a
 	}
 	switch verb {
 	case "STARTTLS":
@@ -317,9 +351,9 @@ func (c *conn) command(line []byte) (bool, error) {
 		}
 		return c.pass(line, pAuth)
 	case "MAIL":
-		return c.envelope(line, arg, false)
+		return c.envelope(line, arg(), false)
 	case "RCPT":
-		return c.envelope(line, arg, true)
+		return c.envelope(line, arg(), true)
 	case "EHLO", "LHLO":
 		return c.pass(line, pEhlo)
 	case "HELO":
@@ -329,7 +363,7 @@ func (c *conn) command(line []byte) (bool, error) {
 	case "RSET":
 		return c.pass(line, pRset)
 	case "BDAT":
-		size, last, ok := bdatArgs(arg)
+		size, last, ok := bdatArgs(arg())
 		if !ok {
 			return c.pass(line, pNone) // 501, no chunk follows for go-smtp
 		}
@@ -357,18 +391,14 @@ func (c *conn) envelope(line []byte, arg string, rcpt bool) (bool, error) {
 		return c.pass(line, kind)
 	}
 	var params Params
-	var kept []string
 	strip := false
 	if len(reg) > 0 {
 		var ci ConnInfo
 		haveCI := false
-		for i, f := range env.fields {
+		for f := range strings.FieldsSeq(env.params) {
 			name, val, hasVal := splitParam(f)
 			e, ok := reg[name]
 			if !ok {
-				if kept != nil {
-					kept = append(kept, f)
-				}
 				continue
 			}
 			if _, dup := params.Get(name); dup {
@@ -380,24 +410,17 @@ func (c *conn) envelope(line []byte, arg string, rcpt bool) (bool, error) {
 			if !e.ext.enabled(ci) {
 				return false, c.reply(&ReplyError{Code: 555, Enhanced: [3]int{5, 5, 4}, Message: name + " parameter not supported here"})
 			}
-			var v any = val
+			var v any
 			if e.spec.Parse != nil {
 				var err error
 				if v, err = e.spec.Parse(ci, val, hasVal); err != nil {
 					return false, c.reply(replyFor(err))
 				}
+			} else {
+				v = val
 			}
 			params = append(params, Param{Name: name, Raw: val, HasValue: hasVal, Value: v})
-			if e.spec.PassThrough {
-				if kept != nil {
-					kept = append(kept, f)
-				}
-				continue
-			}
-			if !strip {
-				strip = true
-				kept = append(make([]string, 0, len(env.fields)), env.fields[:i]...)
-			}
+			strip = strip || !e.spec.PassThrough
 		}
 	}
 	if !strip {
@@ -410,19 +433,32 @@ func (c *conn) envelope(line []byte, arg string, rcpt bool) (bool, error) {
 		return false, c.reply(&ReplyError{Code: 501, Enhanced: [3]int{5, 5, 2}, Message: "Syntax error in address"})
 	}
 	c.setCurrent(params, env.addr)
-	var nb bytes.Buffer
+	// The shortened line is built in a buffer of the conn: go-smtp reads
+	// all of c.out before the next command is read, so it can be reused.
+	nb := c.lineBuf[:0]
 	if rcpt {
-		nb.WriteString("RCPT TO:")
+		nb = append(nb, "RCPT TO:"...)
 	} else {
-		nb.WriteString("MAIL FROM:")
+		nb = append(nb, "MAIL FROM:"...)
 	}
-	nb.WriteString(env.path)
-	for _, f := range kept {
-		nb.WriteByte(' ')
-		nb.WriteString(f)
+	nb = append(nb, env.path...)
+	for f := range strings.FieldsSeq(env.params) {
+		if name, _, _ := splitParam(f); isStripped(reg, name) {
+			continue
+		}
+		nb = append(nb, ' ')
+		nb = append(nb, f...)
 	}
-	nb.WriteString("\r\n")
-	return c.pass(nb.Bytes(), kind)
+	nb = append(nb, "\r\n"...)
+	c.lineBuf = nb
+	return c.pass(nb, kind)
+}
+
+// isStripped reports whether a parameter is removed before go-smtp sees
+// the command: registered, and not PassThrough.
+func isStripped(reg map[string]paramEntry, name string) bool {
+	e, ok := reg[name]
+	return ok && !e.spec.PassThrough
 }
 
 func (c *conn) setCurrent(p Params, addr string) {
@@ -446,7 +482,9 @@ func (c *conn) startTLS(line []byte) (bool, error) {
 	// under TLS (the command injection of CVE-2011-0411).
 	if n := c.br.Buffered(); n > 0 {
 		c.br.Discard(n)
-		c.s.log.Info("smtpext: discarded plaintext after STARTTLS", "remote", c.RemoteAddr().String(), "bytes", n)
+		if c.s.log.Enabled(context.Background(), slog.LevelInfo) {
+			c.s.log.Info("smtpext: discarded plaintext after STARTTLS", "remote", c.RemoteAddr().String(), "bytes", n)
+		}
 	}
 	tc, err := c.s.handshake(c.k.raw)
 	if err != nil {

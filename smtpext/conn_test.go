@@ -1,6 +1,8 @@
 package smtpext
 
 import (
+	"bytes"
+	"math/rand/v2"
 	"strings"
 	"testing"
 
@@ -75,4 +77,52 @@ func TestStripRefusesTrailingSpaceInPath(t *testing.T) {
 	// With a parameter to remove: refused. Without: go-smtp decides (and
 	// accepts the odd address, as it would without the layer).
 	assert.Equal(t, []string{"220", "250", "501 5.5.2", "250 2.0.0", "221 2.0.0"}, replyCodes(out))
+}
+
+// wholeLinesRef is the line-by-line form of wholeLines (one IndexByte per
+// line), kept as its reference.
+func wholeLinesRef(buf []byte, limit int) (cut int, long bool) {
+	for cut < len(buf) {
+		j := bytes.IndexByte(buf[cut:], '\n')
+		if j < 0 {
+			break
+		}
+		if 1+j > limit {
+			long = true
+			break
+		}
+		cut += j + 1
+	}
+	return cut, long
+}
+
+// TestWholeLines: wholeLines gives the same cut as the line-by-line scan,
+// and the same decision where readData uses long (nothing to hand over:
+// wait for more, or fail with a too long line).
+func TestWholeLines(t *testing.T) {
+	r := rand.New(rand.NewPCG(1, 2))
+	decide := func(buf []byte, limit int, cut int, long bool) string {
+		if cut > 0 {
+			return "hand over"
+		}
+		if !long && len(buf)+1 <= limit {
+			return "wait"
+		}
+		return "too long"
+	}
+	for range 20000 {
+		limit := 1 + r.IntN(40)
+		buf := make([]byte, r.IntN(120))
+		for i := range buf {
+			if r.IntN(1+r.IntN(30)) == 0 {
+				buf[i] = '\n'
+			} else {
+				buf[i] = 'x'
+			}
+		}
+		cut, long := wholeLines(buf, limit)
+		rcut, rlong := wholeLinesRef(buf, limit)
+		require.Equal(t, rcut, cut, "%q limit %d", buf, limit)
+		require.Equal(t, decide(buf, limit, rcut, rlong), decide(buf, limit, cut, long), "%q limit %d", buf, limit)
+	}
 }

@@ -136,7 +136,8 @@ func (p *pathScanner) path() (string, error) {
 }
 
 func (p *pathScanner) mailbox() (string, error) {
-	local, err := p.localPart()
+	start := p.s
+	local, quoted, err := p.localPart()
 	if err != nil {
 		return "", err
 	}
@@ -149,16 +150,23 @@ func (p *pathScanner) mailbox() (string, error) {
 	}
 	domain := p.s[:i]
 	p.s = p.s[i:]
-	mbox := local + "@" + domain
-	if strings.HasSuffix(mbox, "@") {
+	if domain == "" || domain[len(domain)-1] == '@' {
+		// go-smtp refuses a mailbox ending in "@".
 		return "", errSyntax
 	}
-	return mbox, nil
+	if !quoted {
+		// local "@" domain as written: no need to build it.
+		return start[:len(start)-len(p.s)], nil
+	}
+	return local + "@" + domain, nil
 }
 
-func (p *pathScanner) localPart() (string, error) {
-	var sb strings.Builder
+// localPart reads the local part; quoted reports a quoted string, whose
+// value (without quotes and backslashes) is built, while an unquoted one
+// is a substring of the input.
+func (p *pathScanner) localPart() (local string, quoted bool, err error) {
 	if p.accept('"') {
+		var sb strings.Builder
 		for {
 			c, ok := p.next()
 			switch c {
@@ -166,36 +174,44 @@ func (p *pathScanner) localPart() (string, error) {
 				c, ok = p.next()
 			case '"':
 				if ok {
-					return sb.String(), nil
+					return sb.String(), true, nil
 				}
 			}
 			if !ok {
-				return "", errSyntax
+				return "", true, errSyntax
 			}
 			sb.WriteByte(c)
 		}
 	}
-	for {
-		c, ok := p.peek()
-		if !ok || c == '@' {
-			return sb.String(), nil
+	for i := 0; ; i++ {
+		if i == len(p.s) || p.s[i] == '@' {
+			local, p.s = p.s[:i], p.s[i:]
+			return local, false, nil
 		}
-		switch c {
+		switch p.s[i] {
 		case '(', ')', '<', '>', '[', ']', ':', ';', '\\', ',', '"', ' ', '\t':
-			return "", errSyntax
+			return "", false, errSyntax
 		}
-		p.s = p.s[1:]
-		sb.WriteByte(c)
 	}
 }
 
 // envelope is a MAIL FROM or RCPT TO argument split the way go-smtp splits
-// it: the address, the bytes of the path as written, and the parameter
-// fields (strings.Fields of the rest, as go-smtp's parseArgs uses).
+// it: the address, the bytes of the path as written, and the parameters
+// (the rest, whose fields are strings.Fields of it, as go-smtp's
+// parseArgs uses; iterate them with strings.FieldsSeq).
 type envelope struct {
 	addr   string
 	path   string
-	fields []string
+	params string
+}
+
+// fields returns the parameter fields (nil when there is nothing after the
+// path).
+func (e envelope) fields() []string {
+	if e.params == "" {
+		return nil
+	}
+	return strings.Fields(e.params)
 }
 
 // parseEnvelope parses the argument of MAIL (prefix "FROM:") or RCPT
@@ -224,13 +240,10 @@ func parseEnvelope(arg string, rcpt bool) (envelope, bool) {
 	if err != nil {
 		return envelope{}, false
 	}
-	env := envelope{addr: addr, path: trimmed[:len(trimmed)-len(p.s)]}
-	if p.s != "" {
-		env.fields = strings.Fields(p.s)
-		for _, f := range env.fields {
-			if strings.Count(f, "=") > 1 {
-				return envelope{}, false
-			}
+	env := envelope{addr: addr, path: trimmed[:len(trimmed)-len(p.s)], params: p.s}
+	for f := range strings.FieldsSeq(p.s) {
+		if strings.Count(f, "=") > 1 {
+			return envelope{}, false
 		}
 	}
 	return env, true

@@ -355,7 +355,9 @@ func (s *Server) handshake(raw net.Conn) (*tls.Conn, error) {
 	}
 	if err := tc.HandshakeContext(ctx); err != nil {
 		s.hsFails.Add(1)
-		s.log.Debug("smtpext: TLS handshake failed", "remote", raw.RemoteAddr().String(), "err", err)
+		if s.log.Enabled(context.Background(), slog.LevelDebug) {
+			s.log.Debug("smtpext: TLS handshake failed", "remote", raw.RemoteAddr().String(), "err", err)
+		}
 		if ctx.Err() == context.DeadlineExceeded {
 			return nil, &timeoutError{op: "TLS handshake", err: err}
 		}
@@ -477,7 +479,9 @@ func (l *listener) acceptLoop() {
 		delay = 0
 		k, ok := l.s.admit(raw)
 		if !ok {
-			l.s.log.Info("smtpext: connection refused (busy or closing)", "remote", raw.RemoteAddr().String())
+			if l.s.log.Enabled(context.Background(), slog.LevelInfo) {
+				l.s.log.Info("smtpext: connection refused (busy or closing)", "remote", raw.RemoteAddr().String())
+			}
 			_ = raw.SetWriteDeadline(time.Now().Add(time.Second))
 			_, _ = io.WriteString(raw, "421 4.4.5 Too busy. Try again later.\r\n")
 			raw.Close()
