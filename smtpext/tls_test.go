@@ -335,3 +335,69 @@ func TestNoLeaks(t *testing.T) {
 	}()
 	waitFor(t, func() bool { return runtime.NumGoroutine() <= before })
 }
+
+// TestRequireTLSAfterTLS: go-smtp cannot see the layer's TLS, so the layer
+// re-offers REQUIRETLS itself once the connection is encrypted (RFC 8689
+// section 4), after STARTTLS and on an implicit-TLS listener, and the MAIL
+// parameter then reaches go-smtp (MailOptions.RequireTLS). Before TLS it is
+// neither offered nor accepted (TestRequireTLSOnlyAfterTLS).
+func TestRequireTLSAfterTLS(t *testing.T) {
+	ts := startServer(t, serverOpts{tls: true, implicit: true, tune: func(s *smtp.Server) { s.EnableREQUIRETLS = true }})
+	clientTLS := &tls.Config{RootCAs: ts.roots, ServerName: "localhost"}
+	run := func(t *testing.T, c net.Conn, r *bufio.Reader, w io.Writer) {
+		_, err := io.WriteString(w, "EHLO x\r\n")
+		require.NoError(t, err)
+		ehlo := readReply(t, r)
+		assert.Regexp(t, `(?m)^250[- ]REQUIRETLS\r$`, ehlo)
+		assert.NotContains(t, ehlo, "STARTTLS")
+		_, err = io.WriteString(w, "MAIL FROM:<a@b.c> REQUIRETLS\r\nRCPT TO:<d@e.f>\r\nDATA\r\n")
+		require.NoError(t, err)
+		assert.True(t, strings.HasPrefix(readReply(t, r), "250 "), "MAIL with REQUIRETLS after TLS")
+		assert.True(t, strings.HasPrefix(readReply(t, r), "250 "))
+		assert.True(t, strings.HasPrefix(readReply(t, r), "354 "))
+		_, err = io.WriteString(w, "Subject: x\r\n\r\nbody\r\n.\r\nQUIT\r\n")
+		require.NoError(t, err)
+		assert.True(t, strings.HasPrefix(readReply(t, r), "250 "))
+		assert.True(t, strings.HasPrefix(readReply(t, r), "221 "))
+	}
+
+	t.Run("STARTTLS", func(t *testing.T) {
+		c, err := net.Dial("tcp", ts.addr)
+		require.NoError(t, err)
+		defer c.Close()
+		require.NoError(t, c.SetDeadline(time.Now().Add(20*time.Second)))
+		r := bufio.NewReader(c)
+		assert.True(t, strings.HasPrefix(readReply(t, r), "220 "))
+		_, err = io.WriteString(c, "EHLO x\r\n")
+		require.NoError(t, err)
+		ehlo := readReply(t, r)
+		assert.NotContains(t, ehlo, "REQUIRETLS", "not offered before TLS")
+		_, err = io.WriteString(c, "STARTTLS\r\n")
+		require.NoError(t, err)
+		assert.True(t, strings.HasPrefix(readReply(t, r), "220 "))
+		tc := tls.Client(c, clientTLS)
+		require.NoError(t, tc.Handshake())
+		run(t, tc, bufio.NewReader(tc), tc)
+	})
+	t.Run("implicit", func(t *testing.T) {
+		tc, err := tls.Dial("tcp", ts.tlsAddr, clientTLS)
+		require.NoError(t, err)
+		defer tc.Close()
+		require.NoError(t, tc.SetDeadline(time.Now().Add(20*time.Second)))
+		r := bufio.NewReader(tc)
+		assert.True(t, strings.HasPrefix(readReply(t, r), "220 "))
+		run(t, tc, r, tc)
+	})
+
+	msgs := ts.be.messages()
+	require.Len(t, msgs, 2)
+	for _, m := range msgs {
+		assert.True(t, m.TLS)
+		assert.True(t, m.MailOpts.RequireTLS, "go-smtp must have received REQUIRETLS")
+		assert.Equal(t, "a@b.c", m.From)
+		// REQUIRETLS is PassThrough: go-smtp sees it, and it is in the
+		// layer's view of the transaction too.
+		_, ok := m.Tx.MailParams.Get("REQUIRETLS")
+		assert.True(t, ok)
+	}
+}
