@@ -19,6 +19,19 @@ type headerReader struct {
 	hasMessageID    bool
 }
 
+// maxKeptBuf bounds the read-ahead buffer a session keeps between
+// messages.
+const maxKeptBuf = 16 << 10
+
+// reuseBuf returns b emptied for the next message, or nil when it is too
+// large to keep.
+func reuseBuf(b []byte) []byte {
+	if cap(b) > maxKeptBuf {
+		return nil
+	}
+	return b[:0]
+}
+
 // readHeader reads up to limit bytes, stopping at the end of the header (the
 // first empty line, RFC 5322 section 2.1), and extracts the fields.
 func (h *headerReader) readHeader(limit int) {

@@ -169,7 +169,7 @@ func New(inner smtp.Backend, ch channelopts.Channel, opts Options) (*Middleware,
 	}
 	if m.opts.QueueID == nil {
 		host := m.opts.Hostname
-		m.opts.QueueID = func() string { return randomHex(8) + "@" + host }
+		m.opts.QueueID = func() string { return queueID(host) }
 	}
 	m.logCfg = tracking.LogConfig{
 		Tracking:      tracking.LogFlags(opts.MTA.LogTracking),
@@ -270,6 +270,21 @@ func (m *Middleware) NewServer(srv *smtp.Server, cfg smtpext.Config) (*smtpext.S
 	srv.EnableDSN = true
 	cfg.Extensions = append(append([]smtpext.Extension(nil), cfg.Extensions...), m.Extensions()...)
 	return smtpext.NewServer(srv, cfg)
+}
+
+// queueID is the default Options.QueueID: 16 random hex characters, "@"
+// and host, made with a single allocation.
+func queueID(host string) string {
+	var r [8]byte
+	_, _ = rand.Read(r[:]) // never fails (crypto/rand, Go 1.24+)
+	var sb strings.Builder
+	sb.Grow(2*len(r) + 1 + len(host))
+	var h [2 * len(r)]byte
+	hex.Encode(h[:], r[:])
+	sb.Write(h[:])
+	sb.WriteByte('@')
+	sb.WriteString(host)
+	return sb.String()
 }
 
 func randomHex(n int) string {

@@ -54,6 +54,10 @@ type session struct {
 	hold    futurerelease.Hold
 	hasHold bool
 	rcpts   []tracking.AcceptedRecipient
+
+	// hr is the header read-ahead of the current message, reused (with
+	// its buffer) from one message to the next of the connection.
+	hr headerReader
 }
 
 func (s *session) authenticated() bool {
@@ -166,7 +170,11 @@ var errStoreClosed = &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{
 
 func (s *session) data(r io.Reader, status smtp.StatusCollector) error {
 	m := s.m
-	hr := &headerReader{r: r}
+	// go-smtp's reader is not used once Data returns, and neither is hr:
+	// its buffer serves the next message of the connection.
+	s.hr = headerReader{r: r, buf: reuseBuf(s.hr.buf)}
+	hr := &s.hr
+	defer func() { s.hr.r = nil }()
 	hr.readHeader(m.opts.MaxHeaderBytes)
 	if hr.err != nil && hr.err != io.EOF {
 		// The message ended abnormally while reading ahead (connection
@@ -338,13 +346,17 @@ func (s *session) record(ctx context.Context, t *Tracking, accepted []tracking.A
 		return nil
 	case errors.Is(err, tracking.ErrForeignRecord):
 		m.c.foreign.Add(1)
-		m.log.Info("gosmtp: a record made elsewhere exists for this certifier; message carries on untracked here",
-			"queue", t.QueueID, "mt", t.Certifier.String())
+		if m.log.Enabled(context.Background(), slog.LevelInfo) {
+			m.log.Info("gosmtp: a record made elsewhere exists for this certifier; message carries on untracked here",
+				"queue", t.QueueID, "mt", t.Certifier.String())
+		}
 		return nil
 	}
 	m.c.storeFailures.Add(1)
-	m.log.Warn("gosmtp: tracking record not written", "queue", t.QueueID, "mt", t.Certifier.String(),
-		"fail_closed", m.opts.FailClosed, "err", err)
+	if m.log.Enabled(context.Background(), slog.LevelWarn) {
+		m.log.Warn("gosmtp: tracking record not written", "queue", t.QueueID, "mt", t.Certifier.String(),
+			"fail_closed", m.opts.FailClosed, "err", err)
+	}
 	if m.opts.FailClosed {
 		return err
 	}
