@@ -144,3 +144,16 @@ func BenchmarkSafeKey(b *testing.B) {
 		_ = trackstore.SafeKey("mt1", id)
 	}
 }
+
+func TestKeyError(t *testing.T) {
+	cause := errors.New("backend said no")
+	err := error(&trackstore.KeyError{Err: trackstore.ErrConflict, Op: "cas", Key: "k 1", Cause: cause})
+	assert.ErrorIs(t, err, trackstore.ErrConflict)
+	assert.ErrorIs(t, err, cause)
+	assert.NotErrorIs(t, err, trackstore.ErrNotFound)
+	assert.Equal(t, `trackstore: version conflict: cas "k 1": backend said no`, err.Error())
+
+	err = &trackstore.KeyError{Err: trackstore.ErrNotFound, Op: "get", Key: "k"}
+	assert.ErrorIs(t, err, trackstore.ErrNotFound)
+	assert.Equal(t, `trackstore: not found: get "k"`, err.Error())
+}

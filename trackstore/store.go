@@ -32,6 +32,7 @@ package trackstore
 import (
 	"context"
 	"errors"
+	"strconv"
 	"time"
 )
 
@@ -100,4 +101,34 @@ type Store interface {
 	Delete(ctx context.Context, key string) error
 	// MaxValueSize is the largest value the backend accepts, in bytes.
 	MaxValueSize() int
+}
+
+// KeyError is an outcome about one key: Err is one of the sentinel errors
+// above (errors.Is finds it), Op names the operation and Cause, when not
+// nil, is the backend's own error. Backends return it for the expected
+// outcomes of the engine's read-modify-write (not found, exists, conflict)
+// because it costs one small allocation and no formatting: a not-found Get
+// precedes every new record's Add. The message is built only when asked.
+type KeyError struct {
+	Err   error
+	Op    string
+	Key   string
+	Cause error
+}
+
+// Error returns "<sentinel>: <op> <quoted key>[: <cause>]".
+func (e *KeyError) Error() string {
+	s := e.Err.Error() + ": " + e.Op + " " + strconv.Quote(e.Key)
+	if e.Cause != nil {
+		s += ": " + e.Cause.Error()
+	}
+	return s
+}
+
+// Unwrap returns the sentinel and, when present, the backend's error.
+func (e *KeyError) Unwrap() []error {
+	if e.Cause == nil {
+		return []error{e.Err}
+	}
+	return []error{e.Err, e.Cause}
 }

@@ -305,7 +305,7 @@ func mapError(op, key string, err error, notStored error) error {
 		// unexpected replies: the server did not do (or confirm) the job.
 		sentinel = trackstore.ErrUnavailable
 	}
-	return fmt.Errorf("%w: memcached %s %q: %w", sentinel, op, key, err)
+	return &trackstore.KeyError{Err: sentinel, Op: "memcached " + op, Key: key, Cause: err}
 }
 
 var errNoCAS = errors.New("memcachestore: server returned CAS 0; is memcached running with -C?")

@@ -200,7 +200,7 @@ func (s *Store) Get(ctx context.Context, key string) (trackstore.Item, error) {
 	e, ok := sh.items[key]
 	if !ok || e.expired(now) {
 		sh.mu.Unlock()
-		return trackstore.Item{}, fmt.Errorf("%w: %q", trackstore.ErrNotFound, key)
+		return trackstore.Item{}, &trackstore.KeyError{Err: trackstore.ErrNotFound, Op: "get", Key: key}
 	}
 	sh.touch(e)
 	it := trackstore.Item{Key: key, Value: clone(e.value), Version: e.version}
@@ -260,7 +260,7 @@ func (s *Store) Add(ctx context.Context, key string, value []byte, ttl time.Dura
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	if e, ok := sh.items[key]; ok && !e.expired(now) {
-		return fmt.Errorf("%w: %q", trackstore.ErrExists, key)
+		return &trackstore.KeyError{Err: trackstore.ErrExists, Op: "add", Key: key}
 	}
 	s.store(sh, key, value, ttl, now)
 	return nil
@@ -293,10 +293,10 @@ func (s *Store) CompareAndSwap(ctx context.Context, item trackstore.Item, ttl ti
 	defer sh.mu.Unlock()
 	e, ok := sh.items[item.Key]
 	if !ok || e.expired(now) {
-		return fmt.Errorf("%w: %q", trackstore.ErrNotFound, item.Key)
+		return &trackstore.KeyError{Err: trackstore.ErrNotFound, Op: "cas", Key: item.Key}
 	}
 	if e.version != item.Version {
-		return fmt.Errorf("%w: %q", trackstore.ErrConflict, item.Key)
+		return &trackstore.KeyError{Err: trackstore.ErrConflict, Op: "cas", Key: item.Key}
 	}
 	s.store(sh, item.Key, item.Value, ttl, now)
 	return nil
@@ -317,13 +317,13 @@ func (s *Store) Delete(ctx context.Context, key string) error {
 	defer sh.mu.Unlock()
 	e, ok := sh.items[key]
 	if !ok {
-		return fmt.Errorf("%w: %q", trackstore.ErrNotFound, key)
+		return &trackstore.KeyError{Err: trackstore.ErrNotFound, Op: "delete", Key: key}
 	}
 	live := !e.expired(now)
 	sh.remove(e)
 	if !live {
 		s.expirations.Add(1)
-		return fmt.Errorf("%w: %q", trackstore.ErrNotFound, key)
+		return &trackstore.KeyError{Err: trackstore.ErrNotFound, Op: "delete", Key: key}
 	}
 	return nil
 }
