@@ -267,7 +267,9 @@ func (e *Engine) commit(ctx context.Context, q *keyQueue, batch []*op) {
 		if conflict {
 			e.c.conflicts.Add(1)
 		}
-		e.debug(DebugWrites, "tracking: round failed", "key", q.key, "retry", retries, "err", err)
+		if e.debugging(DebugWrites) {
+			e.log.Debug("tracking: round failed", "key", q.key, "retry", retries, "err", err)
+		}
 		// Ops out of attempts fail now; the others go on.
 		again := retryable(err)
 		keep := batch[:0:0]
@@ -312,7 +314,9 @@ func (e *Engine) attempt(ctx context.Context, q *keyQueue, batch []*op) (wrote, 
 		exists = false
 		d = q.kind.fresh()
 	default:
-		e.debug(DebugWrites, "tracking: read failed", "key", q.key, "err", err)
+		if e.debugging(DebugWrites) {
+			e.log.Debug("tracking: read failed", "key", q.key, "err", err)
+		}
 		return false, false, false, false, err
 	}
 	foreign = exists && *d.writer() != 0 && *d.writer() != e.wid
@@ -347,7 +351,9 @@ func (e *Engine) attempt(ctx context.Context, q *keyQueue, batch []*op) (wrote, 
 	if err == nil {
 		e.c.writes.Add(1)
 		e.c.merged.Add(uint64(len(batch) - 1))
-		e.debug(DebugWrites, "tracking: wrote", "key", q.key, "bytes", len(val), "events", len(batch))
+		if e.debugging(DebugWrites) {
+			e.log.Debug("tracking: wrote", "key", q.key, "bytes", len(val), "events", len(batch))
+		}
 		return true, foreign, own, false, nil
 	}
 	conflict = errors.Is(err, trackstore.ErrConflict) || errors.Is(err, trackstore.ErrExists) || errors.Is(err, trackstore.ErrNotFound)

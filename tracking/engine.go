@@ -218,11 +218,10 @@ func (e *Engine) jittered(d time.Duration) time.Duration {
 	return time.Duration(float64(d) * f)
 }
 
-func (e *Engine) debug(level int, msg string, args ...any) {
-	if e.opts.DebugLevel >= level {
-		e.log.Debug(msg, args...)
-	}
-}
+// debugging reports whether tracking_debug is at least level. Callers
+// test it before building a log record's arguments, which cost allocations
+// on the hot path even when nothing is logged.
+func (e *Engine) debugging(level int) bool { return e.opts.DebugLevel >= level }
 
 // ttlFor converts an absolute expiry (Unix seconds) into a store TTL of at
 // least one second.

@@ -464,7 +464,9 @@ func (e *Engine) Accepted(ctx context.Context, a Accept) error {
 			errs = append(errs, err)
 		}
 	}
-	e.debug(DebugEvents, "tracking: accepted", "event_id", a.EventID, "mt", a.Certifier.String(), "recipients", len(addrs), "hop", hopIndex)
+	if e.debugging(DebugEvents) {
+		e.log.Debug("tracking: accepted", "event_id", a.EventID, "mt", a.Certifier.String(), "recipients", len(addrs), "hop", hopIndex)
+	}
 	return e.failed("accepted", a.EventID, cert, errors.Join(errs...))
 }
 
@@ -503,9 +505,13 @@ func (e *Engine) update(ctx context.Context, event string, ref Ref, eventID stri
 	}
 	if len(errs) == 0 && !touched {
 		e.c.untracked.Add(1)
-		e.debug(DebugEvents, "tracking: event for untracked recipients", "event", event, "event_id", eventID, "mt", ref.Certifier.String())
+		if e.debugging(DebugEvents) {
+			e.log.Debug("tracking: event for untracked recipients", "event", event, "event_id", eventID, "mt", ref.Certifier.String())
+		}
 	} else {
-		e.debug(DebugEvents, "tracking: "+event, "event_id", eventID, "mt", ref.Certifier.String(), "recipients", len(outs))
+		if e.debugging(DebugEvents) {
+			e.log.Debug("tracking: "+event, "event_id", eventID, "mt", ref.Certifier.String(), "recipients", len(outs))
+		}
 	}
 	return e.failed(event, eventID, cert, errors.Join(errs...))
 }
@@ -654,7 +660,9 @@ func (e *Engine) extendForRetry(ctx context.Context, ref Ref, eventID string, un
 		return nil
 	}
 	err := errors.Join(e.extendShards(ctx, cert, eventID, mask, exp)...)
-	e.debug(DebugEvents, "tracking: expiry extended for retries", "event_id", eventID, "mt", ref.Certifier.String(), "expires", exp)
+	if e.debugging(DebugEvents) {
+		e.log.Debug("tracking: expiry extended for retries", "event_id", eventID, "mt", ref.Certifier.String(), "expires", exp)
+	}
 	return e.failed("delayed", eventID, cert, err)
 }
 
@@ -751,7 +759,9 @@ func (e *Engine) BeginDelivery(ctx context.Context, ref Ref, recipients []string
 				}
 			}
 		})
-	e.debug(DebugEvents, "tracking: begin delivery", "mt", ref.Certifier.String(), "queue", ref.QueueID, "recipients", len(recipients))
+	if e.debugging(DebugEvents) {
+		e.log.Debug("tracking: begin delivery", "mt", ref.Certifier.String(), "queue", ref.QueueID, "recipients", len(recipients))
+	}
 	return claims, e.failed("begin-delivery", "", cert, errors.Join(errs...))
 }
 
@@ -814,7 +824,9 @@ func (e *Engine) holdEvent(ctx context.Context, event string, ref Ref, eventID s
 	if exp != 0 {
 		errs = e.extendShards(ctx, cert, eventID, mask, exp)
 	}
-	e.debug(DebugEvents, "tracking: "+event, "event_id", eventID, "mt", ref.Certifier.String())
+	if e.debugging(DebugEvents) {
+		e.log.Debug("tracking: "+event, "event_id", eventID, "mt", ref.Certifier.String())
+	}
 	return e.failed(event, eventID, cert, errors.Join(errs...))
 }
 
@@ -960,6 +972,8 @@ func (e *Engine) Expanded(ctx context.Context, ref Ref, eventID string, parent s
 			errs = append(errs, err)
 		}
 	}
-	e.debug(DebugEvents, "tracking: expanded", "event_id", eventID, "mt", ref.Certifier.String(), "children", len(children), "list", list)
+	if e.debugging(DebugEvents) {
+		e.log.Debug("tracking: expanded", "event_id", eventID, "mt", ref.Certifier.String(), "children", len(children), "list", list)
+	}
 	return e.failed("expanded", eventID, cert, errors.Join(errs...))
 }

@@ -235,7 +235,9 @@ func (e *Engine) Recall(ctx context.Context, envelopeID string, secret mtrk.Secr
 		rep.Results = append(rep.Results, c.res)
 	}
 	sort.Slice(rep.Results, func(i, j int) bool { return rep.Results[i].Recipient < rep.Results[j].Recipient })
-	e.debug(DebugEvents, "tracking: recall", "mt", mtrk.Certifier(cert).String(), "results", len(rep.Results))
+	if e.debugging(DebugEvents) {
+		e.log.Debug("tracking: recall", "mt", mtrk.Certifier(cert).String(), "results", len(rep.Results))
+	}
 	if err := errors.Join(errs...); err != nil {
 		return rep, e.failed("recall", "", cert, err)
 	}

@@ -125,10 +125,9 @@ func (e *KeyError) Error() string {
 	return s
 }
 
-// Unwrap returns the sentinel and, when present, the backend's error.
-func (e *KeyError) Unwrap() []error {
-	if e.Cause == nil {
-		return []error{e.Err}
-	}
-	return []error{e.Err, e.Cause}
-}
+// Is reports whether target is the sentinel, so errors.Is finds it without
+// the allocation an Unwrap() []error would cost on every check.
+func (e *KeyError) Is(target error) bool { return target == e.Err }
+
+// Unwrap returns the backend's error, or nil.
+func (e *KeyError) Unwrap() error { return e.Cause }
