@@ -77,10 +77,15 @@ type op struct {
 	// every retry with a newly read d, so it must reset any result it
 	// records.
 	apply func(d doc, exists bool) bool
-	dup   bool
-	err   error
-	sig   chan int
-	tries int // rounds this op took part in
+	// absent: the caller expects no item under the key yet (a message's
+	// first arrival). The op's first round then adds a fresh item without
+	// the read that would only find nothing, and falls back to reading
+	// when an item is there after all.
+	absent bool
+	dup    bool
+	err    error
+	sig    chan int
+	tries  int // rounds this op took part in
 }
 
 type keyQueue struct {
@@ -301,6 +306,11 @@ func (e *Engine) commit(ctx context.Context, q *keyQueue, batch []*op) {
 // own that it was by this one; conflict that the compare-and-swap (or add) lost against another
 // writer.
 func (e *Engine) attempt(ctx context.Context, q *keyQueue, batch []*op) (wrote, foreign, own, conflict bool, err error) {
+	if addFirst(batch) {
+		if wrote, done, err := e.addFresh(ctx, q, batch); done {
+			return wrote, false, false, false, err
+		}
+	}
 	item, err := e.store.Get(ctx, q.key)
 	exists := true
 	var d doc
@@ -321,20 +331,7 @@ func (e *Engine) attempt(ctx context.Context, q *keyQueue, batch []*op) (wrote, 
 	}
 	foreign = exists && *d.writer() != 0 && *d.writer() != e.wid
 	own = exists && *d.writer() == e.wid
-	changed := false
-	for _, o := range batch {
-		o.dup = false
-		ev := d.events()
-		if hasEvent(*ev, o.eventID) {
-			o.dup = true
-			continue
-		}
-		if o.apply(d, exists) {
-			changed = true
-			*ev = rememberEvent(*ev, o.eventID)
-		}
-	}
-	if !changed {
+	if !applyBatch(d, exists, batch) {
 		return false, foreign, own, false, nil
 	}
 	*d.writer() = e.wid
@@ -349,15 +346,77 @@ func (e *Engine) attempt(ctx context.Context, q *keyQueue, batch []*op) (wrote, 
 		err = e.store.Add(ctx, q.key, val, ttl)
 	}
 	if err == nil {
-		e.c.writes.Add(1)
-		e.c.merged.Add(uint64(len(batch) - 1))
-		if e.debugging(DebugWrites) {
-			e.log.Debug("tracking: wrote", "key", q.key, "bytes", len(val), "events", len(batch))
-		}
+		e.wrote(q.key, len(val), len(batch))
 		return true, foreign, own, false, nil
 	}
 	conflict = errors.Is(err, trackstore.ErrConflict) || errors.Is(err, trackstore.ErrExists) || errors.Is(err, trackstore.ErrNotFound)
 	return false, foreign, own, conflict, err
+}
+
+// applyBatch applies each op of batch to d, skipping (and marking dup)
+// those whose event d already records, and reports whether d changed.
+func applyBatch(d doc, exists bool, batch []*op) bool {
+	changed := false
+	for _, o := range batch {
+		o.dup = false
+		ev := d.events()
+		if hasEvent(*ev, o.eventID) {
+			o.dup = true
+			continue
+		}
+		if o.apply(d, exists) {
+			changed = true
+			*ev = rememberEvent(*ev, o.eventID)
+		}
+	}
+	return changed
+}
+
+// addFirst reports whether a round of batch may start with addFresh:
+// every op expects no item and this is its first round.
+func addFirst(batch []*op) bool {
+	for _, o := range batch {
+		if !o.absent || o.tries != 1 {
+			return false
+		}
+	}
+	return true
+}
+
+// addFresh is the first round of ops that expect no item: it applies them
+// to a fresh item and adds it, saving the read (a store round trip with
+// memcached) that would only have found nothing. done is false when the
+// round must go on as usual, from a read: an item is there (a replay, a
+// later hop, another sender's record) or a fresh item needs no write.
+// Otherwise err is the outcome of the add, as in attempt.
+func (e *Engine) addFresh(ctx context.Context, q *keyQueue, batch []*op) (wrote, done bool, err error) {
+	d := q.kind.fresh()
+	if !applyBatch(d, false, batch) {
+		return false, false, nil
+	}
+	*d.writer() = e.wid
+	val, err := q.kind.encode(d)
+	if err != nil {
+		return false, true, err
+	}
+	switch err := e.store.Add(ctx, q.key, val, e.ttlFor(d.expiresAt())); {
+	case err == nil:
+		e.wrote(q.key, len(val), len(batch))
+		return true, true, nil
+	case errors.Is(err, trackstore.ErrExists):
+		return false, false, nil
+	default:
+		return false, true, err
+	}
+}
+
+// wrote counts a successful write of n bytes carrying events events.
+func (e *Engine) wrote(key string, n, events int) {
+	e.c.writes.Add(1)
+	e.c.merged.Add(uint64(events - 1))
+	if e.debugging(DebugWrites) {
+		e.log.Debug("tracking: wrote", "key", key, "bytes", n, "events", events)
+	}
 }
 
 func (e *Engine) noteAttempts(n int) {

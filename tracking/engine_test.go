@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -673,4 +674,71 @@ func TestEventsJoiningARetriedRoundKeepTheirAttempts(t *testing.T) {
 	assert.Equal(t, StateQueued, got[same[0].Address].Action, "the first event ran out of attempts")
 	assert.Equal(t, ActionDelayed, got[same[1].Address].Action, "the second rode along, then succeeded on its own attempts")
 	assert.Equal(t, uint64(3), e.Stats().MostAttempts)
+}
+
+// countingStore counts the calls the engine makes.
+type countingStore struct {
+	trackstore.Store
+	gets, adds, cas atomic.Int64
+}
+
+func (s *countingStore) Get(ctx context.Context, key string) (trackstore.Item, error) {
+	s.gets.Add(1)
+	return s.Store.Get(ctx, key)
+}
+
+func (s *countingStore) Add(ctx context.Context, key string, v []byte, ttl time.Duration) error {
+	s.adds.Add(1)
+	return s.Store.Add(ctx, key, v, ttl)
+}
+
+func (s *countingStore) CompareAndSwap(ctx context.Context, it trackstore.Item, ttl time.Duration) error {
+	s.cas.Add(1)
+	return s.Store.CompareAndSwap(ctx, it, ttl)
+}
+
+func (s *countingStore) reset() { s.gets.Store(0); s.adds.Store(0); s.cas.Store(0) }
+
+// TestAcceptedAddsWithoutReading: a message's first arrival writes its
+// record with one add and no read, for an inline record and a sharded one
+// (head and each shard); a replay, a later internal hop and an external
+// arrival on an existing record find the item there and go on from a
+// read, with the outcomes the other tests check.
+func TestAcceptedAddsWithoutReading(t *testing.T) {
+	f := newFixture(t)
+	cs := &countingStore{Store: f.store}
+	opts := Options{ReportingMTA: "mta1", Now: f.clock.Now, RetryDelay: time.Millisecond}
+	m1 := New(cs, opts)
+	opts.ReportingMTA = "mta2"
+	m2 := New(cs, opts)
+
+	ref := f.accept(m1, "Q1", rcpts(2))
+	assert.Equal(t, int64(0), cs.gets.Load(), "no read for a new record")
+	assert.Equal(t, int64(1), cs.adds.Load())
+	assert.Len(t, f.track(m1).Recipients, 2)
+
+	cs.reset()
+	f.accept(m1, "Q1", rcpts(2)) // the spool replays the arrival
+	assert.Equal(t, int64(1), cs.adds.Load(), "one add, which finds the item")
+	assert.Positive(t, cs.gets.Load(), "then reads")
+	assert.Equal(t, int64(0), cs.cas.Load(), "a replay changes nothing")
+
+	cs.reset()
+	require.NoError(t, m1.Transferred(bg, ref, "t", true, Outcome{Recipient: "user0@example.org", RemoteMTA: "dns; mta2"}))
+	f.accept(m2, "Q2", rcpts(1), func(a *Accept) { a.Internal = true; a.EventID = "acc2" })
+	assert.Equal(t, int64(0), cs.adds.Load(), "an internal hop expects the record and reads first")
+	assert.Len(t, f.track(m2).Hops, 2)
+
+	err := m2.Accepted(bg, Accept{Ref: Ref{Certifier: f.cert, QueueID: "EVIL"}, EventID: "x", Recipients: rcpts(1)})
+	require.ErrorIs(t, err, ErrForeignRecord, "an external arrival that finds a record falls back to the read that detects it")
+
+	// A sharded record: the head and every shard are added, none read.
+	g := newFixture(t)
+	gs := &countingStore{Store: g.store}
+	e := New(gs, Options{ReportingMTA: "mta1", Now: g.clock.Now})
+	n := InlineRecipients + 50
+	g.accept(e, "Q1", rcpts(n))
+	assert.Equal(t, int64(0), gs.gets.Load())
+	assert.Greater(t, gs.adds.Load(), int64(1))
+	assert.Len(t, g.track(e).Recipients, n)
 }

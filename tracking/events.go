@@ -298,6 +298,7 @@ func (e *Engine) Accepted(ctx context.Context, a Accept) error {
 	var hopIndex int
 	var toShard []int // recipients the head op sent to shards
 	var seen layout
+	var headFresh bool // this arrival created the head
 	held := a.HoldUntil.After(now)
 	// take applies this arrival to recipient w (existing) and reports
 	// whether it changed it.
@@ -322,10 +323,11 @@ func (e *Engine) Accepted(ctx context.Context, a Accept) error {
 	fresh := func(r AcceptedRecipient) wireRcpt {
 		return wireRcpt{Orig: r.Original, Final: r.Address, Action: StateQueued, OwnerMTA: e.owner(), Queue: a.QueueID, Hop: hopIndex}
 	}
-	headOp := &op{eventID: a.EventID, apply: func(d doc, exists bool) bool {
+	headOp := &op{eventID: a.EventID, absent: !a.Internal, apply: func(d doc, exists bool) bool {
 		h := d.(*wireHead)
 		foreign = false
 		toShard = toShard[:0]
+		headFresh = !exists
 		if !exists {
 			h.EnvID, h.Timeout, h.Expires = a.EnvelopeID, int64(timeout/time.Second), exp
 			h.Sender, h.Arrival, h.MTA = a.Sender, arrival.Unix(), e.owner()
@@ -440,7 +442,8 @@ func (e *Engine) Accepted(ctx context.Context, a Accept) error {
 	e.layouts.put(HeadKey(cert), seen)
 	var errs []error
 	for n, idx := range groupByShard(addrs, toShard) {
-		o := &op{eventID: a.EventID, apply: func(d doc, exists bool) bool {
+		// A head this external arrival created has no shards yet.
+		o := &op{eventID: a.EventID, absent: headFresh && !a.Internal, apply: func(d doc, exists bool) bool {
 			s := d.(*wireShard)
 			changed := false
 			if s.Expires < exp {
