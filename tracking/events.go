@@ -409,7 +409,8 @@ func (e *Engine) Accepted(ctx context.Context, a Accept) error {
 		seen = layoutOf(h)
 		return true
 	}}
-	if err := e.submit(ctx, HeadKey(cert), headKind(cert), headOp); err != nil {
+	headKey := HeadKey(cert)
+	if err := e.submit(ctx, headKey, headKind(cert), headOp); err != nil {
 		return e.failed("accepted", a.EventID, cert, err)
 	}
 	if foreign {
@@ -439,7 +440,7 @@ func (e *Engine) Accepted(ctx context.Context, a Accept) error {
 		}
 		seen = layoutOf(h)
 	}
-	e.layouts.put(HeadKey(cert), seen)
+	e.layouts.put(headKey, seen)
 	var errs []error
 	for n, idx := range groupByShard(addrs, toShard) {
 		// A head this external arrival created has no shards yet.
