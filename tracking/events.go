@@ -360,12 +360,7 @@ func (e *Engine) Accepted(ctx context.Context, a Accept) error {
 			seen = layoutOf(h)
 			return true
 		}
-		hopIndex = -1
-		for i, hp := range h.Hops {
-			if hp.MTA == hop.MTA && hp.Queue == hop.Queue {
-				hopIndex = i
-			}
-		}
+		hopIndex = h.hopIndex(hop.MTA, hop.Queue)
 		if hopIndex < 0 {
 			if !a.Internal {
 				foreign = true
@@ -425,12 +420,7 @@ func (e *Engine) Accepted(ctx context.Context, a Accept) error {
 		if err != nil {
 			return e.failed("accepted", a.EventID, cert, err)
 		}
-		hopIndex, toShard = 0, nil
-		for i, hp := range h.Hops {
-			if hp.MTA == hop.MTA && hp.Queue == hop.Queue {
-				hopIndex = i
-			}
-		}
+		hopIndex, toShard = max(h.hopIndex(hop.MTA, hop.Queue), 0), nil
 		if h.Sharded {
 			for i, ad := range addrs {
 				if h.find(ad) < 0 {
@@ -640,11 +630,7 @@ func (e *Engine) extendForRetry(ctx context.Context, ref Ref, eventID string, un
 			return false
 		}
 		h := d.(*wireHead)
-		for _, hp := range h.Hops {
-			if hp.MTA == e.owner() && hp.Queue == ref.QueueID {
-				ours = true
-			}
-		}
+		ours = h.hopIndex(e.owner(), ref.QueueID) >= 0
 		if !ours {
 			return false
 		}
@@ -793,11 +779,7 @@ func (e *Engine) holdEvent(ctx context.Context, event string, ref Ref, eventID s
 			return false
 		}
 		h := d.(*wireHead)
-		for _, hp := range h.Hops {
-			if hp.MTA == e.owner() && hp.Queue == ref.QueueID {
-				ours = true
-			}
-		}
+		ours = h.hopIndex(e.owner(), ref.QueueID) >= 0
 		if !ours {
 			return false
 		}

@@ -109,6 +109,17 @@ func (h *wireHead) find(addr string) int {
 	return -1
 }
 
+// hopIndex returns the index of the hop that queue of mta recorded, or -1.
+// A hop is recorded once, so the first match is the only one.
+func (h *wireHead) hopIndex(mta, queue string) int {
+	for i, hp := range h.Hops {
+		if hp.MTA == mta && hp.Queue == queue {
+			return i
+		}
+	}
+	return -1
+}
+
 // wireRcpt is one recipient inside a shard.
 type wireRcpt struct {
 	Orig        string   `json:"o,omitempty"`
