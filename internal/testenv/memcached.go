@@ -85,7 +85,6 @@ func (m *Memcached) Start() {
 		lastErr = err
 		// The port may still be in TIME_WAIT or briefly taken; retry.
 		time.Sleep(100 * time.Millisecond)
-		_ = p
 		if out := p.out.String(); out != "" {
 			lastErr = &startError{err: err, output: out}
 		}

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"fmt"
 	"net"
+	"os"
 	"os/exec"
 	"strings"
 	"testing"
@@ -73,4 +74,31 @@ func TestSlapdSearch(t *testing.T) {
 	out, err = exec.Command(search, "-x", "-H", s.URL, "-b", SlapdPeople, "(uid=alice)", "uid").CombinedOutput()
 	require.NoError(t, err, string(out))
 	require.Contains(t, string(out), "uid: alice")
+}
+
+// TestMissingProgramSkipsOrFails runs a test that looks for a program no
+// machine has, in a child test process, once without and once with
+// MSGTRACK_REQUIRE_SERVERS=1: the first skips, the second fails, and both
+// name the Debian package.
+func TestMissingProgramSkipsOrFails(t *testing.T) {
+	if os.Getenv("TESTENV_CHILD") == "1" {
+		LookPath(t, "msgtrack-no-such-program", "msgtrack-no-such-package")
+		t.Fatal("LookPath returned for a missing program")
+	}
+	for _, required := range []bool{false, true} {
+		cmd := exec.Command(os.Args[0], "-test.run", "^TestMissingProgramSkipsOrFails$", "-test.v")
+		cmd.Env = append(os.Environ(), "TESTENV_CHILD=1", RequireEnv+"=")
+		if required {
+			cmd.Env = append(cmd.Env, RequireEnv+"=1")
+		}
+		out, err := cmd.CombinedOutput()
+		require.Contains(t, string(out), `install the Debian package "msgtrack-no-such-package"`, string(out))
+		if required {
+			require.Error(t, err, string(out))
+			require.Contains(t, string(out), "--- FAIL", string(out))
+		} else {
+			require.NoError(t, err, string(out))
+			require.Contains(t, string(out), "--- SKIP", string(out))
+		}
+	}
 }
