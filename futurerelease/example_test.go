@@ -116,3 +116,29 @@ func ExampleHold_DSNValue() {
 	// Output:
 	// Future-Release-Request: for;3600
 }
+
+// A queue asks, at each scheduling pass, whether a message is still held
+// and how long to wait; the release time is fixed when MAIL is accepted.
+func ExampleReleaseTime() {
+	accepted := time.Date(2026, 8, 2, 12, 0, 0, 0, time.UTC)
+	release := futurerelease.ReleaseTime(accepted, 2*time.Hour) // HOLDFOR=7200
+	for _, at := range []time.Time{accepted.Add(30 * time.Minute), release, release.Add(time.Minute)} {
+		fmt.Println(at.Format("15:04"), futurerelease.Held(release, at), futurerelease.Remaining(release, at))
+	}
+	// Output:
+	// 12:30 true 1h30m0s
+	// 14:00 false 0s
+	// 14:01 false 0s
+}
+
+// A submission server advertises its limits in its EHLO reply; with no
+// fixed latest date the date advertised is now + the interval.
+func ExampleLimits_Advertise() {
+	now := time.Date(2026, 8, 2, 12, 0, 0, 0, time.UTC)
+	l := futurerelease.Limits{MaxInterval: 7 * 24 * time.Hour}
+	fmt.Println(l.Advertise(now).EHLOLine())
+	fmt.Println(l.Latest(now.Add(time.Hour)).Format(time.RFC3339))
+	// Output:
+	// FUTURERELEASE 604800 2026-08-09T12:00:00Z
+	// 2026-08-09T13:00:00Z
+}
