@@ -131,7 +131,12 @@
 //
 // Updates are optimistic read-modify-write with compare-and-swap: one
 // attempt is a Get, the change, and a CompareAndSwap (Add for a new
-// item). Every event gets at most 1+Options.Retries attempts
+// item). A message's first arrival (Accepted from a channel that is not
+// internal) expects no record: its first attempt skips the Get and Adds
+// the new item (head, then shards) at once, and only when an item is
+// there after all (a spool replay, another sender's record) does it read
+// and go on as above; this saves a store round trip per message. Every
+// event gets at most 1+Options.Retries attempts
 // (tracking_retries, default 5: six attempts). The pause before retry k,
 // with d = Options.RetryDelay (tracking_retry_delay, default 100 ms) and
 // each pause varied by ±Options.Jitter (default 50%):
