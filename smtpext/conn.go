@@ -186,8 +186,10 @@ func (c *conn) readData(b []byte) (int, error) {
 				// An incomplete line within the limit: wait for its end.
 				if p, err := c.br.Peek(avail + 1); err != nil && len(p) <= avail {
 					// EOF or error: hand over what there is; the next
-					// Read reports the error.
-					cut = avail
+					// Read reports the error. The Peek may have moved
+					// the buffered bytes (bufio slides them to the
+					// front before reading), so buf is stale: use p.
+					buf, cut = p, len(p)
 				} else {
 					continue
 				}
