@@ -41,27 +41,40 @@ func (s *wireShard) events() *[]string { return &s.Events }
 func (s *wireShard) expiresAt() int64  { return s.Expires }
 func (s *wireShard) writer() *uint64   { return &s.Writer }
 
-// itemKind tells the write path how to handle one key's item.
+// itemKind tells the write path how to handle one key's item: the head
+// (shard false) or shard n of the record of cert. A plain value, so that
+// naming the kind of an event's item costs no allocation.
 type itemKind struct {
-	fresh  func() doc
-	decode func([]byte) (doc, error)
-	encode func(doc) ([]byte, error)
+	cert  []byte
+	shard bool
+	n     int
 }
 
-func headKind(cert []byte) *itemKind {
-	return &itemKind{
-		fresh:  func() doc { return &wireHead{Cert: cert, ShardCount: ShardCount} },
-		decode: func(b []byte) (doc, error) { return decodeHead(b, cert) },
-		encode: func(d doc) ([]byte, error) { return encodeItem(kindHead, d) },
+func headKind(cert []byte) itemKind         { return itemKind{cert: cert} }
+func shardKind(cert []byte, n int) itemKind { return itemKind{cert: cert, shard: true, n: n} }
+
+// fresh returns an empty item of this kind.
+func (k itemKind) fresh() doc {
+	if k.shard {
+		return &wireShard{Cert: k.cert, N: k.n}
 	}
+	return &wireHead{Cert: k.cert, ShardCount: ShardCount}
 }
 
-func shardKind(cert []byte, n int) *itemKind {
-	return &itemKind{
-		fresh:  func() doc { return &wireShard{Cert: cert, N: n} },
-		decode: func(b []byte) (doc, error) { return decodeShard(b, cert, n) },
-		encode: func(d doc) ([]byte, error) { return encodeItem(kindShard, d) },
+// decode decodes an item of this kind.
+func (k itemKind) decode(b []byte) (doc, error) {
+	if k.shard {
+		return decodeShard(b, k.cert, k.n)
 	}
+	return decodeHead(b, k.cert)
+}
+
+// encode encodes an item of this kind.
+func (k itemKind) encode(d doc) ([]byte, error) {
+	if k.shard {
+		return encodeItem(kindShard, d)
+	}
+	return encodeItem(kindHead, d)
 }
 
 const (
@@ -90,7 +103,7 @@ type op struct {
 
 type keyQueue struct {
 	key     string
-	kind    *itemKind
+	kind    itemKind
 	pending []*op
 	busy    bool
 }
@@ -114,7 +127,7 @@ const maxKeyStates = 4096
 
 // submit applies o to the item under key and returns when it is written
 // (or failed after its last attempt).
-func (e *Engine) submit(ctx context.Context, key string, kind *itemKind, o *op) error {
+func (e *Engine) submit(ctx context.Context, key string, kind itemKind, o *op) error {
 	o.sig = make(chan int, 1)
 	e.mu.Lock()
 	q := e.queues[key]
