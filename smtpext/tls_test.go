@@ -32,17 +32,26 @@ func readReply(t *testing.T, r *bufio.Reader) string {
 	}
 }
 
-func TestStartTLSDiscardsPipelinedPlaintext(t *testing.T) {
-	ts := startServer(t, serverOpts{tls: true, cfg: Config{Extensions: testExtensions()}})
-	c, err := net.Dial("tcp", ts.addr)
+// dialEHLO connects in plaintext, reads the greeting, says EHLO and
+// returns the connection (closed when the test ends), its reader and the
+// EHLO reply.
+func dialEHLO(t *testing.T, addr string) (net.Conn, *bufio.Reader, string) {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
 	require.NoError(t, err)
-	defer c.Close()
+	t.Cleanup(func() { c.Close() })
 	require.NoError(t, c.SetDeadline(time.Now().Add(20*time.Second)))
 	r := bufio.NewReader(c)
 	assert.True(t, strings.HasPrefix(readReply(t, r), "220 "))
 	_, err = io.WriteString(c, "EHLO x\r\n")
 	require.NoError(t, err)
-	ehlo := readReply(t, r)
+	return c, r, readReply(t, r)
+}
+
+func TestStartTLSDiscardsPipelinedPlaintext(t *testing.T) {
+	ts := startServer(t, serverOpts{tls: true, cfg: Config{Extensions: testExtensions()}})
+	c, r, ehlo := dialEHLO(t, ts.addr)
+	var err error
 	assert.Contains(t, ehlo, "STARTTLS")
 	assert.NotContains(t, ehlo, "AUTH")
 	// The injection: commands pipelined in plaintext behind STARTTLS.
@@ -362,15 +371,8 @@ func TestRequireTLSAfterTLS(t *testing.T) {
 	}
 
 	t.Run("STARTTLS", func(t *testing.T) {
-		c, err := net.Dial("tcp", ts.addr)
-		require.NoError(t, err)
-		defer c.Close()
-		require.NoError(t, c.SetDeadline(time.Now().Add(20*time.Second)))
-		r := bufio.NewReader(c)
-		assert.True(t, strings.HasPrefix(readReply(t, r), "220 "))
-		_, err = io.WriteString(c, "EHLO x\r\n")
-		require.NoError(t, err)
-		ehlo := readReply(t, r)
+		c, r, ehlo := dialEHLO(t, ts.addr)
+		var err error
 		assert.NotContains(t, ehlo, "REQUIRETLS", "not offered before TLS")
 		_, err = io.WriteString(c, "STARTTLS\r\n")
 		require.NoError(t, err)
